@@ -1,0 +1,84 @@
+"""Backbones by name. Methods receive a built backbone; they never parse names.
+
+Every backbone maps images (b, c, h, w) to features (b, output_dim) and carries an
+``output_dim`` attribute.
+"""
+
+from collections.abc import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+
+class TinyCNN(nn.Module):
+    """Four conv-BN-ReLU blocks and global average pooling: a fast backbone for tests and
+    28-32 px smoke runs.
+
+    Args:
+        in_channels: channels of the input images.
+        width: channels of the first block; doubled twice.
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 32) -> None:
+        super().__init__()
+        chans = [in_channels, width, 2 * width, 4 * width, 4 * width]
+        layers: list[nn.Module] = []
+        for i, (c_in, c_out) in enumerate(zip(chans[:-1], chans[1:])):
+            stride = 1 if i == 0 else 2
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
+        self.features = nn.Sequential(*layers)
+        self.output_dim = chans[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (b, c, h, w) -> (b, output_dim)
+        return self.features(x).mean(dim=(2, 3))
+
+
+def _resnet(factory: Callable[..., nn.Module], in_channels: int, small_images: bool) -> nn.Module:
+    """A torchvision ResNet without its classifier (random init, nothing downloaded).
+
+    ``small_images`` swaps the 7x7/2 stem and max-pool for a 3x3/1 conv and no pool, as in the
+    SimCLR paper's CIFAR-10 setup (arXiv 2002.05709, appendix B.9), for 28-64 px inputs.
+    """
+    model = factory(weights=None)
+    if small_images or in_channels != 3:
+        kernel, stride, padding = (3, 1, 1) if small_images else (7, 2, 3)
+        model.conv1 = nn.Conv2d(in_channels, 64, kernel, stride, padding, bias=False)
+    if small_images:
+        model.maxpool = nn.Identity()
+    model.output_dim = model.fc.in_features
+    model.fc = nn.Identity()
+    return model
+
+
+_BACKBONES: dict[str, Callable[[int, bool], nn.Module]] = {
+    "tiny_cnn": lambda in_channels, small: TinyCNN(in_channels),
+    "resnet18": lambda in_channels, small: _resnet(torchvision.models.resnet18, in_channels, small),
+    "resnet50": lambda in_channels, small: _resnet(torchvision.models.resnet50, in_channels, small),
+}
+
+
+def available_backbones() -> list[str]:
+    """Names accepted by :func:`build_backbone`."""
+    return sorted(_BACKBONES)
+
+
+def build_backbone(name: str, in_channels: int = 3, small_images: bool = False) -> nn.Module:
+    """Build a randomly initialised backbone by name.
+
+    Args:
+        name: one of :func:`available_backbones`.
+        in_channels: image channels.
+        small_images: use the small-image stem (ResNets only; the tiny CNN is always small).
+
+    Returns:
+        A module mapping (b, in_channels, h, w) to (b, output_dim), with ``output_dim`` set.
+    """
+    if name not in _BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; allowed: {', '.join(available_backbones())}")
+    return _BACKBONES[name](in_channels, small_images)

@@ -1,0 +1,146 @@
+"""Single-process pretraining on an in-memory uint8 tensor dataset.
+
+Builds the per-step schedules, makes the views batch by batch and calls
+:func:`cl_core.training.loop.train_steps` once per epoch; evaluates with weighted kNN.
+Returns a history of metric dicts and never logs (pass ``on_epoch_end`` to print).
+"""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from cl_core.evaluation import extract_features, knn_top1
+from cl_core.optim import build_optimizer, scale_lr, warmup_cosine
+from cl_core.training.loop import Batch, StepSchedules, train_steps
+from cl_core.transforms import ViewRecipe, make_views, normalize
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Optimisation settings of a single-process run.
+
+    Attributes:
+        epochs: passes over the data.
+        batch_size: images per step (the last incomplete batch is dropped).
+        optimizer: "lars", "sgd" or "adamw".
+        base_lr: learning rate at batch 256; the step's peak is ``base_lr * batch_size / 256``.
+        weight_decay: L2 penalty on weights (not biases / norms).
+        momentum: SGD / LARS momentum.
+        warmup_epochs: linear warmup before the cosine decay.
+        seed: seeds the model-independent randomness (shuffling and augmentation).
+        knn_k: neighbours of the kNN monitor.
+        knn_temperature: temperature of the kNN monitor.
+    """
+
+    epochs: int = 10
+    batch_size: int = 256
+    optimizer: str = "sgd"
+    base_lr: float = 0.06
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    warmup_epochs: float = 0.0
+    seed: int = 0
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+
+
+@dataclass(frozen=True)
+class LabelledSplit:
+    """Images (n, c, h, w) uint8 and labels (n,) for the kNN monitor."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    order = torch.randperm(n, generator=generator)
+    for start in range(0, n - batch_size + 1, batch_size):
+        yield order[start : start + batch_size]
+
+
+def knn_monitor(
+    encoder: torch.nn.Module,
+    split: LabelledSplit,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    k: int = 200,
+    temperature: float = 0.1,
+    device: str | torch.device = "cpu",
+) -> float:
+    """kNN top-1 of ``encoder`` features on ``split`` (images scaled to [0, 1], normalised)."""
+
+    def transform(x: torch.Tensor) -> torch.Tensor:
+        return normalize(x.float() / 255.0, mean, std)
+
+    train = extract_features(encoder, split.train_images, device=device, transform=transform)
+    test = extract_features(encoder, split.test_images, device=device, transform=transform)
+    return knn_top1(train, split.train_labels, test, split.test_labels, k=k, temperature=temperature)
+
+
+def pretrain(
+    method: torch.nn.Module,
+    images: torch.Tensor,
+    recipe: ViewRecipe,
+    settings: PretrainSettings,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    labels: torch.Tensor | None = None,
+    eval_split: LabelledSplit | None = None,
+    device: str | torch.device = "cpu",
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+) -> list[dict[str, float]]:
+    """Pretrain ``method`` on ``images`` (n, c, h, w) uint8 for ``settings.epochs``.
+
+    Args:
+        method: a registered method (already built around its backbone).
+        images: the unlabelled corpus.
+        recipe: view recipe applied to each batch.
+        settings: optimisation settings.
+        mean: per-channel normalisation mean, on the [0, 1] scale.
+        std: per-channel normalisation std.
+        labels: (n,) labels, required by methods with ``needs_targets``.
+        eval_split: if given, kNN top-1 is measured after every epoch (``knn_top1``).
+        device: where the model runs.
+        on_epoch_end: called with each epoch's metrics (e.g. to print progress).
+
+    Returns:
+        One metrics dict per epoch (``epoch``, ``loss``, ``lr``, ``images_per_s``, ...).
+    """
+    if getattr(method, "needs_targets", False) and labels is None:
+        raise ValueError(f"method {getattr(method, 'method_name', '?')!r} needs labels")
+    if images.shape[0] < settings.batch_size:
+        raise ValueError(f"batch_size {settings.batch_size} exceeds the dataset size {images.shape[0]}")
+    method.to(device)
+    generator = torch.Generator().manual_seed(settings.seed)
+    steps_per_epoch = images.shape[0] // settings.batch_size
+    total = steps_per_epoch * settings.epochs
+    peak = scale_lr(settings.base_lr, settings.batch_size)
+    schedules = StepSchedules(
+        lr=warmup_cosine(peak, 0.0, total, warmup_steps=int(settings.warmup_epochs * steps_per_epoch))
+    )
+    optimizer = build_optimizer(method, settings.optimizer, peak, settings.weight_decay, settings.momentum)
+
+    def prepare(index: torch.Tensor) -> Batch:
+        views = make_views(images[index], recipe, generator)  # list of (b, c, s, s) in [0, 1]
+        views = [normalize(v, mean, std).to(device, non_blocking=True) for v in views]
+        targets = labels[index].to(device) if labels is not None else None
+        return views, targets
+
+    history: list[dict[str, float]] = []
+    step = 0
+    for epoch in range(settings.epochs):
+        metrics = train_steps(method, optimizer, _batches(images.shape[0], settings.batch_size, generator),
+                              prepare, schedules, start_step=step)  # fmt: skip
+        step = int(metrics["last_step"])
+        metrics["epoch"] = float(epoch + 1)
+        if eval_split is not None:
+            metrics["knn_top1"] = knn_monitor(
+                method.backbone, eval_split, mean, std, settings.knn_k, settings.knn_temperature, device
+            )
+        history.append(metrics)
+        if on_epoch_end is not None:
+            on_epoch_end(metrics)
+    return history

@@ -1,0 +1,190 @@
+"""Experiment configuration: frozen dataclasses, defaults in one place, strict loading.
+
+A YAML file plus ``--set a.b=value`` overrides becomes an :class:`ExperimentConfig`. Unknown
+keys, wrong types and impossible values fail here, before any cluster work, with the key path
+and the allowed values. Only plain dicts (``to_dict``) cross process boundaries.
+"""
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.validate import ConfigError, validate
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    name: str = "simclr"
+    params: dict[str, Any] = field(default_factory=dict)  # constructor keywords of the method
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    name: str = "tiny_cnn"
+    small_images: bool = True
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "fashion_mnist"  # fashion_mnist | image_folder | parquet
+    path: str | None = None  # None: the source's built-in default location
+    image_size: int = 28
+    channels: int = 1
+    limit: int | None = None  # keep the first N training images
+    image_column: str = "image"  # parquet: column with encoded images
+    label_column: str | None = "label"  # parquet: optional labels
+    max_bad_fraction: float = 0.01
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    recipe: str = "simclr"
+    params: dict[str, Any] = field(default_factory=dict)  # keywords of the recipe builder
+    colour_on_device: bool = True  # uint8 crops over the object store, colour on the trainer
+    cpus_per_task: float = 0.25
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5
+    global_batch_size: int = 256
+    optimizer: str = "sgd"
+    base_lr: float = 0.06
+    lr_scaling: str = "linear"  # linear | sqrt | none, relative to batch 256
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    warmup_epochs: float = 0.0
+    grad_clip: float | None = None
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    channels_last: bool = False
+    sync_batchnorm: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every_epochs: int = 1  # 0: only after the last epoch
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    train_size: int = 5000
+    test_size: int = 2000
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite in the cwd
+    experiment: str = "ssl-pretrain"
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    output_dir: str = "runs"
+    every_epochs: int = 1
+    keep: int = 2
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "default"
+    method: MethodConfig = field(default_factory=MethodConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+
+def _coerce(value: Any, annotation: Any, path: str) -> Any:
+    """Check ``value`` against ``annotation`` (int -> float allowed), naming ``path``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], path)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+        return _build(annotation, value, path + ".")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float, str, bool) and not (
+        isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))
+    ):
+        raise ConfigError(f"{path}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}{unknown[0]}; allowed keys: {', '.join(names)}")
+    return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in values.items()})
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The config as plain nested dicts (what crosses process boundaries)."""
+    return dataclasses.asdict(config)
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (MLflow params, Tune paths)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def apply_override(values: dict[str, Any], assignment: str) -> None:
+    """Apply one ``a.b.c=value`` (value parsed as YAML) to nested ``values`` in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} must look like key.path=value")
+    path, raw = assignment.split("=", 1)
+    keys = path.strip().split(".")
+    node = values
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {path}: {key} is not a mapping")
+    node[keys[-1]] = yaml.safe_load(raw)
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, values: dict | None = None
+) -> ExperimentConfig:
+    """Load and validate a config: YAML file (or ``values``), then ``overrides`` in order."""
+    data: dict[str, Any] = dict(values or {})
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        data = loaded
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    config = _build(ExperimentConfig, data)
+    validate(config)
+    return config

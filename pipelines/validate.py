@@ -1,0 +1,125 @@
+"""Semantic checks of an experiment config, run before any cluster work.
+
+Each error names the key path and the allowed values. Duck-typed on the config dataclasses of
+:mod:`pipelines.config` (which imports this module).
+"""
+
+import inspect
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cl_core import available_backbones, available_methods
+from cl_core.datasets import FASHION_MNIST_DIR
+from cl_core.methods import method_class
+from cl_core.optim import OPTIMIZERS
+from cl_core.transforms import RECIPES, build_recipe
+
+if TYPE_CHECKING:
+    from pipelines.config import ExperimentConfig
+
+SOURCES = ("fashion_mnist", "image_folder", "parquet")
+PRECISIONS = ("fp32", "bf16")
+LR_SCALING = ("linear", "sqrt", "none")
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message names the key path."""
+
+
+def _require(ok: bool, path: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{path}: {message}")
+
+
+def _one_of(value: Any, allowed: tuple | list, path: str) -> None:
+    _require(value in allowed, path, f"{value!r} is not allowed; allowed values: {', '.join(map(str, allowed))}")
+
+
+def _validate_method(config: "ExperimentConfig") -> None:
+    _one_of(config.method.name, available_methods(), "method.name")
+    params = inspect.signature(method_class(config.method.name).__init__).parameters
+    allowed = [p for p in params if p not in ("self", "backbone")]
+    for key, value in config.method.params.items():
+        _one_of(key, allowed, f"method.params.{key}")
+        if key == "temperature" or key.endswith("_temperature"):
+            _require(isinstance(value, (int, float)) and value > 0, f"method.params.{key}", f"must be > 0, got {value!r}")
+    queue = config.method.params.get("queue_size")
+    if queue is not None:
+        batch = config.train.global_batch_size
+        _require(isinstance(queue, int) and queue > 0 and queue % batch == 0, "method.params.queue_size",
+                 f"must be a positive multiple of train.global_batch_size ({batch}), got {queue!r}")  # fmt: skip
+    _one_of(config.backbone.name, available_backbones(), "backbone.name")
+
+
+def _validate_data(config: "ExperimentConfig") -> None:
+    data = config.data
+    _one_of(data.source, SOURCES, "data.source")
+    _one_of(data.channels, (1, 3), "data.channels")
+    _require(data.image_size >= 8, "data.image_size", f"must be >= 8, got {data.image_size}")
+    _require(0.0 <= data.max_bad_fraction <= 1.0, "data.max_bad_fraction", "must be in [0, 1]")
+    _require(data.limit is None or data.limit >= 1, "data.limit", "must be >= 1 or null")
+    if data.source == "fashion_mnist":
+        root = Path(data.path or FASHION_MNIST_DIR)
+        _require(root.is_dir(), "data.path", f"{root} does not exist; install Fashion-MNIST with "
+                 "`apt-get install -y dataset-fashion-mnist` or point data.path at the IDX files")  # fmt: skip
+    else:
+        _require(data.path is not None, "data.path", f"required for data.source={data.source!r}")
+        _require(Path(data.path).exists(), "data.path", f"{data.path} does not exist")
+    if method_class(config.method.name).needs_targets:
+        _require(data.source != "parquet" or data.label_column is not None, "data.label_column",
+                 f"method {config.method.name!r} needs labels")  # fmt: skip
+
+
+def _validate_augment(config: "ExperimentConfig") -> None:
+    aug = config.augment
+    _one_of(aug.recipe, sorted(RECIPES), "augment.recipe")
+    _require(aug.cpus_per_task > 0, "augment.cpus_per_task", "must be > 0")
+    try:
+        recipe = build_recipe(aug.recipe, **aug.params)
+    except TypeError as exc:
+        raise ConfigError(f"augment.params: {exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"augment.params: {exc}") from None
+    for view in recipe.views:
+        _require(view.size <= config.data.image_size, "augment.params",
+                 f"crop size {view.size} is larger than data.image_size {config.data.image_size}")  # fmt: skip
+    sizes = {v.size for v in recipe.views}
+    if len(sizes) > 1 or len(recipe.views) > 2:
+        _require(method_class(config.method.name).multi_crop, "augment.recipe",
+                 f"method {config.method.name!r} takes two same-size views; multi-crop needs swav or dino")  # fmt: skip
+
+
+def _validate_train(config: "ExperimentConfig") -> None:
+    train, workers = config.train, config.scaling.num_workers
+    _require(train.epochs >= 1, "train.epochs", f"must be >= 1, got {train.epochs}")
+    _require(workers >= 1, "scaling.num_workers", f"must be >= 1, got {workers}")
+    _require(train.global_batch_size >= 2 * workers and train.global_batch_size % workers == 0,
+             "train.global_batch_size",
+             f"must be a multiple of scaling.num_workers ({workers}) with >= 2 per worker")  # fmt: skip
+    _one_of(train.optimizer, OPTIMIZERS, "train.optimizer")
+    _one_of(train.lr_scaling, LR_SCALING, "train.lr_scaling")
+    _one_of(train.precision, PRECISIONS, "train.precision")
+    _require(train.base_lr > 0, "train.base_lr", f"must be > 0, got {train.base_lr}")
+    _require(train.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {train.weight_decay}")
+    _require(0 <= train.warmup_epochs < train.epochs, "train.warmup_epochs", "must be in [0, train.epochs)")
+    _require(train.grad_clip is None or train.grad_clip > 0, "train.grad_clip", "must be > 0 or null")
+    _require(config.scaling.cpus_per_worker > 0, "scaling.cpus_per_worker", "must be > 0")
+
+
+def _validate_rest(config: "ExperimentConfig") -> None:
+    ev = config.eval
+    _require(ev.every_epochs >= 0, "eval.every_epochs", "must be >= 0 (0: after the last epoch only)")
+    _require(ev.knn_k >= 1, "eval.knn_k", f"must be >= 1, got {ev.knn_k}")
+    _require(ev.knn_temperature > 0, "eval.knn_temperature", f"must be > 0, got {ev.knn_temperature}")
+    _require(ev.train_size >= 1 and ev.test_size >= 1, "eval.train_size", "eval sizes must be >= 1")
+    _require(config.checkpoint.every_epochs >= 1, "checkpoint.every_epochs", "must be >= 1")
+    _require(config.checkpoint.keep >= 1, "checkpoint.keep", "must be >= 1")
+
+
+def validate(config: "ExperimentConfig") -> None:
+    """Raise :class:`ConfigError` on the first invalid value."""
+    _validate_method(config)
+    _validate_data(config)
+    _validate_augment(config)
+    _validate_train(config)
+    _validate_rest(config)
