@@ -136,19 +136,22 @@ def ref_cross_entropy(targets: list[list[float]], logits: list[list[float]], tem
     return sum(losses) / len(losses)
 
 
-def ref_swav(scores: list[torch.Tensor], num_assign: int, temperature: float, epsilon: float, iters: int) -> float:
+def ref_swav(scores: list[torch.Tensor], num_assign: int, temp: float, eps: float, iters: int) -> float:
     total = 0.0
     for i in range(num_assign):
-        q = ref_sinkhorn(scores[i], epsilon, iters)
+        q = ref_sinkhorn(scores[i], eps, iters)
         others = [v for v in range(len(scores)) if v != i]
-        total += sum(ref_cross_entropy(q, rows(scores[v]), temperature) for v in others) / len(others)
+        total += sum(ref_cross_entropy(q, rows(scores[v]), temp) for v in others) / len(others)
     return total / num_assign
 
 
-def ref_dino(student: list[torch.Tensor], teacher: list[torch.Tensor], center: list[float], ts: float, tt: float) -> float:
+def ref_dino(
+    student: list[torch.Tensor], teacher: list[torch.Tensor], center: list[float], ts: float, tt: float
+) -> float:
     losses = []
     for i, t in enumerate(teacher):
-        probs = [[math.exp(p) for p in log_softmax([(v - c) / tt for v, c in zip(row, center)])] for row in rows(t)]
+        centred = [[(v - c) / tt for v, c in zip(row, center)] for row in rows(t)]
+        probs = [[math.exp(p) for p in log_softmax(row)] for row in centred]
         for v, s in enumerate(student):
             if v != i:
                 losses.append(ref_cross_entropy(probs, rows(s), ts))

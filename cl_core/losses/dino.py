@@ -24,7 +24,11 @@ class DINOLoss(nn.Module):
     center: Tensor
 
     def __init__(
-        self, out_dim: int, student_temperature: float = 0.1, center_momentum: float = 0.9, gather: bool = False
+        self,
+        out_dim: int,
+        student_temperature: float = 0.1,
+        center_momentum: float = 0.9,
+        gather: bool = False,
     ) -> None:
         super().__init__()
         self.student_temperature = student_temperature

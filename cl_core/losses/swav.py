@@ -8,7 +8,9 @@ from cl_core.distributed import all_reduce_sum, gather_no_grad, world_size
 
 
 @torch.no_grad()
-def sinkhorn_knopp(scores: Tensor, epsilon: float = 0.05, iterations: int = 3, gather: bool = False) -> Tensor:
+def sinkhorn_knopp(
+    scores: Tensor, epsilon: float = 0.05, iterations: int = 3, gather: bool = False
+) -> Tensor:
     """Equipartitioned soft assignments, SwAV's ``distributed_sinkhorn`` (arXiv 2006.09882, eq. 3).
 
     ``Q = exp(scores / eps)^T``, scaled to sum 1; then ``iterations`` times: each prototype

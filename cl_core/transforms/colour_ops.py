@@ -57,25 +57,25 @@ def adjust_saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tenso
 def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotate hue by ``shift`` (b,) turns in [-0.5, 0.5] via HSV (identity on 1-channel images).
 
-    HSV -> RGB uses the closed form ``c_n = v - v s clamp(min(k, 4 - k), 0, 1)`` with
-    ``k = (n + 6 h) mod 6`` and n = 5, 3, 1 for r, g, b, equal to torchvision's sextant table.
+    RGB -> HSV as torchvision (hue in sextants: ``(g - b) / d`` if r is the max, ``2 + (b - r) / d``
+    if g, else ``4 + (r - g) / d`` with ``d = max - min``); HSV -> RGB in the closed form
+    ``c_n = v - v s clamp(min(k, 4 - k), 0, 1)``, ``k = (n + 6 h) mod 6``, n = 5, 3, 1 for
+    r, g, b, which equals torchvision's sextant table. Since ``v s = d``, s is never formed.
     """
     if images.shape[1] == 1:
         return images
     r, g, b = images.unbind(dim=1)  # each (b, h, w)
-    maxc, _ = images.max(dim=1)
-    minc, _ = images.min(dim=1)
-    delta = maxc - minc
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
-    hue = torch.where(maxc == r, (g - b) / safe, torch.where(maxc == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
-    hue = torch.where(delta > 0, hue, torch.zeros_like(hue))  # in sextants, (-1, 5]
-    hue6 = torch.remainder(hue + 6.0 * _per_sample(shift, images)[:, 0], 6.0)  # (b, h, w)
+    minc, maxc = torch.aminmax(images, dim=1)
+    delta = maxc - minc  # = v * s
+    is_r, is_g = maxc == r, maxc == g
+    numerator = torch.where(is_r, g - b, torch.where(is_g, b - r, r - g))
+    offset = torch.where(is_r, 0.0, torch.where(is_g, 2.0, 4.0))
+    hue6 = numerator.div_(torch.where(delta > 0, delta, 1.0)).add_(offset)  # (b, h, w), sextants
+    hue6 = hue6.add_(6.0 * _per_sample(shift, images)[:, 0]).remainder_(6.0)
     n = torch.tensor([5.0, 3.0, 1.0], device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
     k = torch.remainder(n + hue6.unsqueeze(1), 6.0)  # (b, 3, h, w)
     ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
-    v = maxc.unsqueeze(1)
-    return (v - v * sat.unsqueeze(1) * ramp).clamp_(0.0, 1.0)
+    return maxc.unsqueeze(1) - delta.unsqueeze(1) * ramp
 
 
 def solarize(images: torch.Tensor, threshold: float) -> torch.Tensor:

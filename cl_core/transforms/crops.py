@@ -3,6 +3,7 @@
 import math
 
 import torch
+import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from cl_core.transforms.params import ViewParams
@@ -61,35 +62,59 @@ def _fallback_size(h: int, w: int, ratio: tuple[float, float]) -> tuple[int, int
     return h, w
 
 
-def resized_crops(images: torch.Tensor, boxes: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor:
-    """Crop ``boxes`` out of ``images`` and resize each to ``size`` x ``size``, bilinearly.
+def resized_crops(
+    images: torch.Tensor, boxes: torch.Tensor, size: int, antialias: bool = True, batched: bool | None = None
+) -> torch.Tensor:
+    """Crop ``boxes`` out of uint8 ``images`` and resize each to ``size`` x ``size``, bilinearly.
 
-    RoI-align with ``aligned=True`` samples bin centres at ``left + (k + 0.5) * w / size - 0.5``,
-    the source coordinate ``interpolate(mode="bilinear", align_corners=False)`` uses, with the
-    same edge clamping. With ``antialias=False`` (one sample per output pixel) the result is
-    torchvision's ``resized_crop(..., antialias=False)``. With ``antialias=True`` each output
-    pixel averages ``ceil(crop_side / size)`` bilinear samples per axis when a crop is shrunk
-    (identical when it is enlarged): a box-filter approximation of PIL's antialiased resize,
-    which the papers' torchvision/PIL pipelines used.
+    Two implementations, picked by device unless ``batched`` is given:
+
+    * per-sample loop (CPU default): ``interpolate(mode="bilinear", antialias=antialias)`` on
+      each uint8 crop, i.e. exactly torchvision's tensor ``resized_crop``. The loop is deliberate:
+      PyTorch's vectorised uint8 resampling kernel made it 4x faster than the batched RoI-align on
+      2 CPU cores (32 x 256 px -> 224 px: 16 ms vs 63 ms), and on CPU there are no launches to save.
+    * batched (accelerator default): one ``roi_align(aligned=True)`` call on float images. Bin
+      centres sit at ``left + (k + 0.5) * w / size - 0.5`` with the same edge clamping as
+      ``interpolate(align_corners=False)``, so ``antialias=False`` equals the loop (up to
+      rounding); with ``antialias=True`` each output pixel averages ``ceil(crop_side / size)``
+      bilinear samples per axis when shrinking (identical when enlarging), a box-filter
+      approximation of the triangle filter of torchvision / PIL.
 
     Args:
-        images: (b, c, h, w) floating images (any scale).
+        images: (b, c, h, w) uint8 images.
         boxes: (b, 4) ``(top, left, height, width)`` boxes.
         size: output side.
-        antialias: average several samples per output pixel when shrinking.
+        antialias: low-pass filter when shrinking, as torchvision's ``antialias``.
+        batched: force the RoI-align path (True) or the loop (False).
 
     Returns:
-        (b, c, size, size) floating crops, same dtype and device as ``images``.
+        (b, c, size, size) uint8 crops on the images' device.
     """
-    b = images.shape[0]
-    boxes = boxes.to(device=images.device, dtype=images.dtype)
+    if batched is None:
+        batched = images.device.type != "cpu"
+    if not batched:
+        out = images.new_empty((images.shape[0], images.shape[1], size, size))
+        for i, (top, left, height, width) in enumerate(boxes.tolist()):
+            crop = images[i : i + 1, :, top : top + height, left : left + width]
+            out[i] = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False,
+                                   antialias=antialias)[0]  # fmt: skip
+        return out
+    floats = images.float()
+    boxes = boxes.to(device=images.device, dtype=floats.dtype)
     top, left, height, width = boxes.unbind(dim=1)
-    index = torch.arange(b, device=images.device, dtype=images.dtype)
-    rois = torch.stack([index, left, top, left + width, top + height], dim=1)  # (b, 5) x1 y1 x2 y2
-    return roi_align(images, rois, output_size=(size, size), spatial_scale=1.0,
-                     sampling_ratio=0 if antialias else 1, aligned=True)  # fmt: skip
+    index = torch.arange(images.shape[0], device=images.device, dtype=floats.dtype)
+    rois = torch.stack([index, left, top, left + width, top + height], dim=1)  # (b, 5): i, x1, y1, x2, y2
+    crops = roi_align(floats, rois, output_size=(size, size), spatial_scale=1.0,
+                      sampling_ratio=0 if antialias else 1, aligned=True)  # fmt: skip
+    return crops.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def flip_where(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """Horizontally flip the samples where ``flip`` (b,) is true; images: (b, c, h, w)."""
-    return torch.where(flip.to(images.device)[:, None, None, None], images.flip(-1), images)
+    """Horizontally flip, in place, the samples where the CPU mask ``flip`` (b,) is true.
+
+    Args:
+        images: (b, c, h, w) images (modified in place and returned).
+        flip: (b,) bool CPU mask.
+    """
+    index = flip.nonzero().squeeze(1).to(images.device)  # (m,)
+    return images.index_copy_(0, index, images.index_select(0, index).flip(-1))
