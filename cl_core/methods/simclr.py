@@ -4,6 +4,7 @@ Representations", arXiv 2002.05709."""
 import torch
 from torch import nn
 
+from cl_core.distributed import global_offset
 from cl_core.losses import info_nce
 from cl_core.methods.base import Method, MethodOutput
 from cl_core.methods.registry import register_method
@@ -39,6 +40,8 @@ class SimCLR(Method):
         self.check_views(views, 2)
         b = views[0].shape[0]
         z = self.projector(self.backbone(torch.cat(views[:2])))  # (2b, projection_dim)
-        ids = torch.arange(b, device=z.device).repeat(2)  # view i of sample j has id j
+        # Both views of sample j share id j; ids are unique across ranks when gathering.
+        offset = global_offset(b) if self.gather else 0
+        ids = (torch.arange(b, device=z.device) + offset).repeat(2)  # (2b,)
         loss = info_nce(z, ids, temperature=self.temperature, gather=self.gather)
         return MethodOutput(loss, embeddings=z[:b].detach())

@@ -1,0 +1,84 @@
+"""Methods with ``gather=True`` on 2 gloo processes give the loss and (DDP-averaged) parameter
+gradients of one process on the global batch. Methods run in eval mode so BatchNorm uses its
+running statistics on every rank (SyncBN is the trainer's job); the gathering, the global
+sample ids and the gradient scaling are what is tested."""
+
+import os
+import socket
+from datetime import timedelta
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from cl_core import build_backbone, build_method
+
+WORLD, LOCAL = 2, 4
+METHODS = {
+    "simclr": {"hidden_dim": 16, "projection_dim": 8},
+    "supcon": {"hidden_dim": 16, "projection_dim": 8},
+    "barlow_twins": {"projector_dim": 16},
+    "vicreg": {"expander_dim": 16},
+}
+
+
+def _build(name: str, gather: bool) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_method(name, build_backbone("tiny_cnn", in_channels=3), gather=gather, **METHODS[name])
+    return model.double().eval()
+
+
+def _inputs() -> tuple[list[torch.Tensor], torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    views = [torch.randn(WORLD * LOCAL, 3, 12, 12, generator=g, dtype=torch.float64) for _ in range(2)]
+    return views, torch.tensor([0, 1, 0, 2, 1, 1, 2, 0])
+
+
+def _loss_and_grads(model, views, targets) -> tuple[float, list[torch.Tensor]]:
+    loss = model(views, targets).loss
+    loss.backward()
+    return float(loss.detach()), [p.grad.clone() for p in model.parameters() if p.requires_grad and p.grad is not None]
+
+
+def _worker(rank: int, port: int, out: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=timedelta(seconds=60))
+    try:
+        views, targets = _inputs()
+        shard = slice(rank * LOCAL, (rank + 1) * LOCAL)
+        for name in METHODS:
+            loss, grads = _loss_and_grads(_build(name, True), [v[shard] for v in views], targets[shard])
+            loss_t = torch.tensor(loss, dtype=torch.float64)
+            for t in [loss_t, *grads]:  # what DDP does: average over ranks
+                dist.all_reduce(t)
+                t /= WORLD
+            if rank == 0:
+                out[name] = (float(loss_t), grads)
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_rank_results() -> dict:
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_worker, args=(_free_port(), out), nprocs=WORLD, join=True)
+        return dict(out)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_method_with_gather__matches_single_process_on_the_global_batch(name, two_rank_results):
+    got_loss, got_grads = two_rank_results[name]
+    views, targets = _inputs()
+    loss, grads = _loss_and_grads(_build(name, False), views, targets)
+    assert got_loss == pytest.approx(loss, rel=1e-9)
+    assert len(got_grads) == len(grads)
+    for got, want in zip(got_grads, grads):
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
