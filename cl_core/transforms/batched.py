@@ -76,7 +76,11 @@ def colour_stage(images: torch.Tensor, params: ViewParams, generator: torch.Gene
 
 
 def make_views(
-    images: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator, colour: bool = True, antialias: bool = True
+    images: torch.Tensor,
+    recipe: ViewRecipe,
+    generator: torch.Generator,
+    colour: bool = True,
+    antialias: bool = True,
 ) -> list[torch.Tensor]:
     """All views of a batch: per view the geometric stage, then (if ``colour``) the colour stage.
 

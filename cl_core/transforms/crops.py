@@ -1,4 +1,4 @@
-"""Batched random resized crops: torchvision's box sampling, vectorised, and RoI-align resampling."""
+"""Random resized crops: torchvision's box sampling, vectorised, and bilinear resampling of the boxes."""
 
 import math
 
@@ -30,10 +30,11 @@ def sample_crop_boxes(b: int, h: int, w: int, params: ViewParams, generator: tor
     Returns:
         (b, 4) int64 CPU boxes ``(top, left, height, width)``, as ``get_params`` returns them.
     """
-    # scale, log_ratio: (b, ATTEMPTS)
-    scale = torch.empty(b, ATTEMPTS).uniform_(params.min_scale, params.max_scale, generator=generator)
+    # scale, ratio: (b, ATTEMPTS), in float64 like get_params' Python floats
+    draws = torch.rand(b, 2, ATTEMPTS, dtype=torch.float64, generator=generator)
+    scale = params.min_scale + draws[:, 0] * (params.max_scale - params.min_scale)
     lo, hi = math.log(params.ratio[0]), math.log(params.ratio[1])
-    ratio = torch.exp(torch.empty(b, ATTEMPTS).uniform_(lo, hi, generator=generator))
+    ratio = torch.exp(lo + draws[:, 1] * (hi - lo))
     area = scale * float(h * w)
     # torch.round is round-half-to-even, like Python's round in get_params.
     cw = torch.round(torch.sqrt(area * ratio)).long()

@@ -17,8 +17,11 @@ from cl_core.transforms.params import ViewParams
 #: Op ids: the columns of ``JitterDraws.factors`` and the entries of ``JitterDraws.order``.
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
 JITTER_OPS: tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], ...] = (
-    colour_ops.adjust_brightness, colour_ops.adjust_contrast, colour_ops.adjust_saturation, colour_ops.adjust_hue,
-)  # fmt: skip
+    colour_ops.adjust_brightness,
+    colour_ops.adjust_contrast,
+    colour_ops.adjust_saturation,
+    colour_ops.adjust_hue,
+)
 
 
 @dataclass(frozen=True)

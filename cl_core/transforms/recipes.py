@@ -20,7 +20,9 @@ def _pair(name: str, value: Sequence[float]) -> tuple[float, float]:
     return (float(value[0]), float(value[1]))
 
 
-def simclr(size: int = 224, strength: float = 1.0, min_scale: float = 0.08, blur_prob: float = 0.5) -> ViewRecipe:
+def simclr(
+    size: int = 224, strength: float = 1.0, min_scale: float = 0.08, blur_prob: float = 0.5
+) -> ViewRecipe:
     """SimCLR's two identical views (arXiv 2002.05709, appendix A).
 
     Crop of area U(0.08, 1) and ratio (3/4, 4/3), flip, colour jitter (0.8s, 0.8s, 0.8s, 0.2s)
@@ -61,7 +63,8 @@ def moco_v2(size: int = 224, min_scale: float = 0.2) -> ViewRecipe:
     grayscale p 0.2, blur sigma U(0.1, 2.0) p 0.5, flip.
     """
     view = ViewParams(size=size, min_scale=min_scale, jitter_prob=0.8, brightness=0.4, contrast=0.4,
-                      saturation=0.4, hue=0.1, grayscale_prob=0.2, blur_prob=0.5, blur_sigma=BLUR_SIGMA)  # fmt: skip
+                      saturation=0.4, hue=0.1, grayscale_prob=0.2, blur_prob=0.5,
+                      blur_sigma=BLUR_SIGMA)  # fmt: skip
     return ViewRecipe(views=(view, view), num_global=2)
 
 
@@ -127,7 +130,8 @@ def multicrop(
     if num_local < 0:
         raise ValueError(f"num_local must be >= 0, got {num_local}")
     if method == "dino":
-        globals_ = [_dino_views(global_size, g_scale, ("global1", "global2")[i % 2]) for i in range(num_global)]
+        kinds = [("global1", "global2")[i % 2] for i in range(num_global)]
+        globals_ = [_dino_views(global_size, g_scale, kind) for kind in kinds]
         local = _dino_views(local_size, l_scale, "local")
     else:
         globals_ = [_swav_views(global_size, g_scale)] * num_global

@@ -38,7 +38,8 @@ def _to_pil_list(images: np.ndarray | torch.Tensor) -> list[Image.Image]:
     if isinstance(images, torch.Tensor):
         images = images.permute(0, 2, 3, 1).cpu().numpy()  # (b, h, w, c)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise ValueError(f"images must be uint8 (b, h, w, c) with c in {{1, 3}}, got {images.dtype} {images.shape}")
+        shape = f"{images.dtype} {images.shape}"
+        raise ValueError(f"images must be uint8 (b, h, w, c) with c in {{1, 3}}, got {shape}")
     if images.shape[-1] == 1:
         return [Image.fromarray(np.ascontiguousarray(img[..., 0]), mode="L") for img in images]
     return [Image.fromarray(np.ascontiguousarray(img), mode="RGB") for img in images]
