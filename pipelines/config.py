@@ -39,6 +39,8 @@ class DataConfig:
     image_column: str = "image"  # parquet: column with encoded images
     label_column: str | None = "label"  # parquet: optional labels
     max_bad_fraction: float = 0.01
+    folder_labels: bool = True  # image_folder: labels from the first sub-folder level
+    holdout_fraction: float = 0.1  # labelled folder/parquet: held out for the kNN monitor's test set
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class AugmentConfig:
     params: dict[str, Any] = field(default_factory=dict)  # keywords of the recipe builder
     colour_on_device: bool = True  # uint8 crops over the object store, colour on the trainer
     cpus_per_task: float = 0.25
+    batch_rows: int = 256  # images per map_batches call (aim for >= 100 ms of work each)
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class CheckpointConfig:
     output_dir: str = "runs"
     every_epochs: int = 1
     keep: int = 2
+    max_failures: int = 2  # automatic restarts from the last checkpoint after a worker failure
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,12 @@ def apply_override(values: dict[str, Any], assignment: str) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"override {path}: {key} is not a mapping")
     node[keys[-1]] = yaml.safe_load(raw)
+
+
+def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
+    """Rebuild a config from ``to_dict`` output (inside workers: keys and types are checked,
+    paths are not, since they may not exist on that node)."""
+    return _build(ExperimentConfig, values)
 
 
 def load_config(

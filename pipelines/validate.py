@@ -12,7 +12,8 @@ from cl_core import available_backbones, available_methods
 from cl_core.datasets import FASHION_MNIST_DIR
 from cl_core.methods import method_class
 from cl_core.optim import OPTIMIZERS
-from cl_core.transforms import RECIPES, build_recipe
+from cl_core.transforms import RECIPES
+from pipelines.data import recipe_from_config
 
 if TYPE_CHECKING:
     from pipelines.config import ExperimentConfig
@@ -58,6 +59,7 @@ def _validate_data(config: "ExperimentConfig") -> None:
     _require(data.image_size >= 8, "data.image_size", f"must be >= 8, got {data.image_size}")
     _require(0.0 <= data.max_bad_fraction <= 1.0, "data.max_bad_fraction", "must be in [0, 1]")
     _require(data.limit is None or data.limit >= 1, "data.limit", "must be >= 1 or null")
+    _require(0.0 <= data.holdout_fraction < 1.0, "data.holdout_fraction", "must be in [0, 1)")
     if data.source == "fashion_mnist":
         root = Path(data.path or FASHION_MNIST_DIR)
         _require(root.is_dir(), "data.path", f"{root} does not exist; install Fashion-MNIST with "
@@ -74,8 +76,9 @@ def _validate_augment(config: "ExperimentConfig") -> None:
     aug = config.augment
     _one_of(aug.recipe, sorted(RECIPES), "augment.recipe")
     _require(aug.cpus_per_task > 0, "augment.cpus_per_task", "must be > 0")
+    _require(aug.batch_rows >= 1, "augment.batch_rows", f"must be >= 1, got {aug.batch_rows}")
     try:
-        recipe = build_recipe(aug.recipe, **aug.params)
+        recipe = recipe_from_config(config)  # sizes default to data.image_size
     except TypeError as exc:
         raise ConfigError(f"augment.params: {exc}") from None
     except ValueError as exc:

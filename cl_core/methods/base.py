@@ -34,6 +34,9 @@ class Method(nn.Module):
     needs_targets: bool = False
     #: methods that accept global + local crops of different sizes (SwAV, DINO) set this.
     multi_crop: bool = False
+    #: methods that leave some parameters out of the graph in some steps (frozen prototypes or
+    #: last layer) set this; DDP then needs ``find_unused_parameters=True``.
+    may_skip_parameters: bool = False
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()

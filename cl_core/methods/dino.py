@@ -38,6 +38,7 @@ class DINO(Method):
     """
 
     multi_crop = True
+    may_skip_parameters = True
 
     def __init__(
         self,

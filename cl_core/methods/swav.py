@@ -39,6 +39,7 @@ class SwAV(Method):
     """
 
     multi_crop = True
+    may_skip_parameters = True
 
     def __init__(
         self,

@@ -1,7 +1,6 @@
 """The optimisation steps of one epoch, shared by the single-process trainer and the Ray Train
 worker. Returns metrics; never logs."""
 
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -66,6 +65,28 @@ def _timed(batches: Iterable[Any]) -> Iterator[tuple[Any, float]]:
         yield batch, time.perf_counter() - start
 
 
+def _optimizer_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    views: list[torch.Tensor],
+    targets: torch.Tensor | None,
+    autocast_dtype: torch.dtype | None,
+    grad_clip: float | None,
+) -> MethodOutput:
+    """Forward under optional autocast, backward, clip, step. Raises on a non-finite loss
+    before the backward, so a NaN never reaches the weights."""
+    with torch.autocast(views[0].device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+        output: MethodOutput = model(views, targets)
+    if not torch.isfinite(output.loss.detach()):
+        raise FloatingPointError("non-finite loss")
+    optimizer.zero_grad(set_to_none=True)
+    output.loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return output
+
+
 def train_steps(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -94,11 +115,14 @@ def train_steps(
         Mean metrics of the pass: ``loss``, ``lr``, method metrics, ``images_per_s``,
         ``wait_fraction`` (time waiting for data / wall time), ``steps`` and ``last_step``
         (global index of the next step), plus collapse monitors of the last batch.
+
+    Raises:
+        NonFiniteLossError: the loss was NaN/inf; no update was applied for that step.
     """
     model.train()
     method = unwrap(model)
     step, sums, count, images, waited = start_step, {}, 0, 0, 0.0
-    last_output: MethodOutput | None = None
+    output: MethodOutput | None = None
     started = time.perf_counter()
     for raw, wait in _timed(batches):
         if step >= schedules.total_steps:
@@ -106,37 +130,23 @@ def train_steps(
         waited += wait
         views, targets = prepare(raw)
         _set_hyperparameters(optimizer, schedules, step)
-        device_type = views[0].device.type
-        with torch.autocast(device_type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-            output: MethodOutput = model(views, targets)
-        loss_value = float(output.loss.detach())
-        if not math.isfinite(loss_value):
+        try:
+            output = _optimizer_step(model, optimizer, views, targets, autocast_dtype, grad_clip)
+        except FloatingPointError:
             last = {k: v / max(count, 1) for k, v in sums.items()}
-            raise NonFiniteLossError(step, getattr(method, "method_name", type(method).__name__), last)
-        optimizer.zero_grad(set_to_none=True)
-        output.loss.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+            raise NonFiniteLossError(step, getattr(method, "method_name", type(method).__name__), last) from None
         step += 1
         method.after_optimizer_step(step / schedules.total_steps)
-        step_metrics = {"loss": loss_value, "lr": float(schedules.lr[step - 1]), **output.metrics}
+        step_metrics = {"loss": float(output.loss.detach()), "lr": float(schedules.lr[step - 1]), **output.metrics}
         for key, value in step_metrics.items():
             sums[key] = sums.get(key, 0.0) + float(value)
-        count += 1
-        images += views[0].shape[0]
-        last_output = output
+        count, images = count + 1, images + views[0].shape[0]
         if on_step is not None:
             on_step(step, step_metrics)
-    elapsed = time.perf_counter() - started
+    elapsed = max(time.perf_counter() - started, 1e-9)
     result = {k: v / max(count, 1) for k, v in sums.items()}
-    result.update(
-        steps=float(count),
-        last_step=float(step),
-        images_per_s=images / elapsed if elapsed > 0 else 0.0,
-        wait_fraction=waited / elapsed if elapsed > 0 else 0.0,
-    )
-    if last_output is not None and last_output.embeddings is not None:
-        result["embedding_std"] = embedding_std(last_output.embeddings)
-        result["effective_rank"] = effective_rank(last_output.embeddings)
+    result.update(steps=float(count), last_step=float(step), images_per_s=images / elapsed, wait_fraction=waited / elapsed)
+    if output is not None and output.embeddings is not None:
+        result["embedding_std"] = embedding_std(output.embeddings)
+        result["effective_rank"] = effective_rank(output.embeddings)
     return result

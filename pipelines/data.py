@@ -1,0 +1,202 @@
+"""Image corpora on Ray Data: decode + resize once, augment every epoch, finish views on the device.
+
+    datasets = build_datasets(config)   # train rows: view_0 .. view_{k-1} uint8 (c, s_i, s_i), label
+    for batch in shard.iter_torch_batches(batch_size=b, device=device):      # a Train worker
+        views, labels = device_views(batch, recipe, colour_on_device, mean, std, generator)
+
+Randomness: every augmentation call seeds a ``torch.Generator`` from (``train.seed``, the key of
+its first row, fresh OS entropy), so epochs and batches draw different views and samples of a
+batch draw their own parameters. ``augment_batch`` is deterministic given its seed; the
+pipeline is not bit-reproducible (fresh entropy; Ray Data's batch boundaries are not fixed).
+Ray is imported where datasets are built, so config validation (which uses
+``recipe_from_config``) stays cheap.
+"""
+
+import inspect
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from cl_core.transforms import RECIPES, ViewRecipe, build_recipe, colour_stage, make_views, normalize
+from pipelines.decode import CorpusReport
+
+if TYPE_CHECKING:
+    import ray.data
+
+    from pipelines.config import ExperimentConfig
+
+LOG = logging.getLogger(__name__)
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)  # train split pixel statistics
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's "L" and colour_ops.to_grayscale
+
+
+def recipe_from_config(config: "ExperimentConfig") -> ViewRecipe:
+    """``build_recipe(augment.recipe, **augment.params)`` with sizes defaulting to the image size.
+
+    ``size`` defaults to ``data.image_size``; for ``multicrop`` ``global_size`` too, and
+    ``local_size`` to ``round(image_size * 96 / 224)`` (DINO's 96 px locals at 224 px).
+    Explicit params win.
+    """
+    size, name = config.data.image_size, config.augment.recipe
+    defaults = {"size": size, "global_size": size, "local_size": round(size * 96 / 224)}
+    accepted = inspect.signature(RECIPES[name]).parameters if name in RECIPES else {}
+    params = {k: v for k, v in defaults.items() if k in accepted} | dict(config.augment.params)
+    return build_recipe(name, **params)
+
+
+def normalization(config: "ExperimentConfig") -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel (mean, std) on the [0, 1] scale: Fashion-MNIST's, else ImageNet's.
+
+    ImageNet in gray (channels 1): the luma-weighted mean and std (the std assumes fully
+    correlated channels).
+    """
+    channels = config.data.channels
+    if config.data.source == "fashion_mnist":
+        return FASHION_MNIST_MEAN * channels, FASHION_MNIST_STD * channels
+    if channels == 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return (sum(w * m for w, m in zip(LUMA, IMAGENET_MEAN)),), (sum(w * s for w, s in zip(LUMA, IMAGENET_STD)),)
+
+
+@dataclass
+class Datasets:
+    """What the trainer consumes.
+
+    Attributes:
+        train: rows ``view_0`` .. ``view_{k-1}`` uint8 (c, s_i, s_i) (geometric-only crops when
+            ``augment.colour_on_device``, else fully augmented and quantised) and ``label``
+            int64 (-1 unlabelled); new views every time it is iterated.
+        eval_train: kNN memory bank rows ``image`` uint8 (c, s, s), ``label`` int64; or None.
+        eval_test: kNN query rows, same columns; None when the corpus has no labels.
+        report: bad-file accounting.
+        num_train_rows: rows of ``train``.
+    """
+
+    train: "ray.data.Dataset"
+    eval_train: "ray.data.Dataset | None"
+    eval_test: "ray.data.Dataset | None"
+    report: CorpusReport
+    num_train_rows: int
+
+
+def augment_batch(
+    batch: dict[str, np.ndarray], recipe: ViewRecipe, colour_on_device: bool, seed: int
+) -> dict[str, np.ndarray]:
+    """All views of a batch, deterministic given ``seed``.
+
+    Args:
+        batch: ``image`` (n, c, s, s) uint8, ``label`` (n,) int.
+        recipe: the views to make.
+        colour_on_device: True: geometric stage only (the colour stage runs in ``device_views``).
+            False: both stages, the float views quantised back to uint8 (error <= 0.5 / 255).
+        seed: seed of every random draw.
+
+    Returns:
+        ``view_i`` (n, c, size_i, size_i) uint8 per view, ``label`` (n,) int64.
+    """
+    images = torch.from_numpy(np.require(batch["image"], np.uint8, ["C", "W"]))  # (n, c, s, s)
+    n, c = images.shape[:2]
+    if n == 0:
+        views = [images.new_zeros((0, c, s, s)) for s in recipe.sizes]
+    else:
+        views = make_views(images, recipe, torch.Generator().manual_seed(seed), colour=not colour_on_device)
+    if not colour_on_device:
+        views = [v.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8) for v in views]
+    out = {f"view_{i}": v.numpy() for i, v in enumerate(views)}
+    return out | {"label": np.asarray(batch["label"], dtype=np.int64)}
+
+
+def batch_seed(train_seed: int, key: int, entropy: int) -> int:
+    """A 64-bit generator seed mixing the run seed, a row key and entropy (NumPy SeedSequence)."""
+    words = [train_seed & (2**64 - 1), key & (2**64 - 1), entropy & (2**64 - 1)]
+    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0])
+
+
+def held_out(keys: np.ndarray, fraction: float) -> np.ndarray:
+    """(n,) bool: rows in the deterministic held-out split (``key mod 10^4 < fraction * 10^4``)."""
+    return np.asarray(keys) % 10_000 < round(fraction * 10_000)
+
+
+def _train_rows(
+    batch: dict[str, np.ndarray], recipe: ViewRecipe, colour_on_device: bool, train_seed: int, holdout: float
+) -> dict[str, np.ndarray]:
+    """The per-epoch map_batches UDF: drop bad and held-out rows, then ``augment_batch``."""
+    torch.set_num_threads(1)  # measured: OpenMP threads of concurrent tasks made make_views ~40x slower
+    keep = (batch["error"] == "") & ~held_out(batch["key"], holdout)
+    key = int(batch["key"][0]) if len(batch["key"]) else 0
+    seed = batch_seed(train_seed, key, secrets.randbits(64))  # fresh entropy: new views every epoch
+    return augment_batch({"image": batch["image"][keep], "label": batch["label"][keep]}, recipe, colour_on_device, seed)
+
+
+def _eval_rows(batch: dict[str, np.ndarray], want_held_out: bool, holdout: float) -> dict[str, np.ndarray]:
+    """The good rows of one side of the held-out split, un-augmented: ``image``, ``label``."""
+    keep = (batch["error"] == "") & (held_out(batch["key"], holdout) == want_held_out)
+    return {"image": batch["image"][keep], "label": batch["label"][keep].astype(np.int64)}
+
+
+def _eval_set(decoded: "ray.data.Dataset", want_held_out: bool, holdout: float, size: int, cpus: float):
+    """At most ``size`` un-augmented good rows of one side of the split, materialised."""
+    kwargs = {"want_held_out": want_held_out, "holdout": holdout}
+    return decoded.map_batches(_eval_rows, fn_kwargs=kwargs, num_cpus=cpus).limit(size).materialize()
+
+
+def build_datasets(config: "ExperimentConfig") -> Datasets:
+    """Read, decode and resize once (materialised), check bad files, then the per-epoch augmentation.
+
+    Raises:
+        ValueError: more than ``data.max_bad_fraction`` of the corpus is bad (names examples).
+        FileNotFoundError: a missing corpus (for Fashion-MNIST: how to install it).
+    """
+    from pipelines import readers  # the Ray Data touch point (imports ray)
+
+    corpus = readers.read_corpus(config)
+    cpus = config.augment.cpus_per_task
+    holdout = config.data.holdout_fraction if corpus.labelled and corpus.test is None else 0.0
+    in_holdout = held_out(corpus.keys, holdout)
+    kwargs = {"recipe": recipe_from_config(config), "colour_on_device": config.augment.colour_on_device,
+              "train_seed": config.train.seed, "holdout": holdout}  # fmt: skip
+    train = corpus.train.map_batches(_train_rows, fn_kwargs=kwargs, batch_size=config.augment.batch_rows,
+                                     num_cpus=cpus)  # fmt: skip
+    eval_train = eval_test = None
+    if corpus.labelled and (corpus.test is not None or in_holdout.any()):
+        eval_train = _eval_set(corpus.train, False, holdout, config.eval.train_size, cpus)
+        test, side = (corpus.train, True) if corpus.test is None else (corpus.test, False)  # held-out | t10k
+        eval_test = _eval_set(test, side, holdout, config.eval.test_size, cpus)
+    elif corpus.labelled:
+        LOG.warning("no image fell in the held-out split (data.holdout_fraction=%s): no kNN monitor", holdout)
+    return Datasets(train, eval_train, eval_test, corpus.report, int((~in_holdout).sum()))
+
+
+def device_views(
+    batch: dict[str, torch.Tensor],
+    recipe: ViewRecipe,
+    colour_on_device: bool,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    generator: torch.Generator,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Float, normalised views of a training batch on its device.
+
+    Args:
+        batch: ``view_i`` (b, c, s_i, s_i) uint8 and ``label`` (b,) int64, on the training
+            device (``iter_torch_batches(device=...)``).
+        recipe: the recipe the views were made with.
+        colour_on_device: run each view's ``colour_stage`` here (the crops are geometric only).
+        mean: per-channel mean on the [0, 1] scale.
+        std: per-channel std.
+        generator: CPU generator for the colour parameters.
+
+    Returns:
+        One (b, c, s_i, s_i) float32 tensor per view, and the (b,) labels.
+    """
+    views = []
+    for i, params in enumerate(recipe.views):
+        view = batch[f"view_{i}"]  # (b, c, s_i, s_i) uint8
+        x = colour_stage(view, params, generator) if colour_on_device else view.float().div_(255.0)
+        views.append(normalize(x, mean, std))
+    return views, batch["label"]

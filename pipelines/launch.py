@@ -1,0 +1,50 @@
+"""Assemble a Ray Train run from a config: datasets, scaling, storage, failure handling."""
+
+from pathlib import Path
+
+import ray.train
+from ray.train.torch import TorchTrainer
+
+from pipelines.config import ExperimentConfig, to_dict
+from pipelines.data import Datasets
+from pipelines.worker import train_loop_per_worker
+
+
+def build_trainer(
+    config: ExperimentConfig,
+    datasets: Datasets,
+    run_dir: Path,
+    run_id: str,
+    tracking_uri: str,
+    callbacks: list | None = None,
+) -> TorchTrainer:
+    """A ``TorchTrainer`` whose run lives in ``run_dir`` (storage = its parent, name = its
+    name), so fitting it again with the same ``run_dir`` resumes from the last checkpoint."""
+    loop_config = {
+        "config": to_dict(config),
+        "run_id": run_id,
+        "tracking_uri": tracking_uri,
+        "num_train_rows": datasets.num_train_rows,
+    }
+    named = {"train": datasets.train}
+    if datasets.eval_train is not None and datasets.eval_test is not None:
+        named.update(eval_train=datasets.eval_train, eval_test=datasets.eval_test)
+    scaling = config.scaling
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=scaling.num_workers,
+            use_gpu=scaling.use_gpu,
+            resources_per_worker={"CPU": scaling.cpus_per_worker, **({"GPU": 1} if scaling.use_gpu else {})},
+        ),
+        run_config=ray.train.RunConfig(
+            name=run_dir.name,
+            storage_path=str(run_dir.parent),
+            failure_config=ray.train.FailureConfig(max_failures=config.checkpoint.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoint.keep),
+            callbacks=callbacks or [],
+        ),
+        datasets=named,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    )

@@ -1,0 +1,119 @@
+"""Pretrain a self-supervised method on Ray Train, tracked in MLflow.
+
+    python pipelines/pretrain.py                            # SimCLR on Fashion-MNIST, local Ray
+    python pipelines/pretrain.py configs/byol_fmnist.yaml --set train.epochs=20
+    ray job submit --working-dir . -- python pipelines/pretrain.py configs/smoke.yaml
+    python pipelines/pretrain.py --resume runs/simclr_fmnist-20261123-101500
+"""
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python pipelines/pretrain.py` from a checkout or a job's copy
+
+import yaml  # noqa: E402
+
+from pipelines.checkpoints import ENCODER_FILE  # noqa: E402
+from pipelines.config import ExperimentConfig, flatten, load_config, to_dict  # noqa: E402
+from pipelines.curves import plot_curves  # noqa: E402
+from pipelines.session import connect, output_home, quiet_ray_data  # noqa: E402
+from pipelines.tracking import default_tracking_uri, end_run, log_artifacts, start_run  # noqa: E402
+
+DEFAULT_CONFIG = ROOT / "configs" / "default.yaml"
+RUN_INFO = "run_info.json"
+SMOKE = ["train.epochs=1", "data.limit=512", "train.global_batch_size=64", "eval.train_size=256",
+         "eval.test_size=256", "eval.knn_k=20"]  # fmt: skip
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The pretraining CLI; a sweep CLI extends it with ``parents=[get_args_parser(False)]``."""
+    parser = argparse.ArgumentParser("pretrain", description=__doc__, add_help=add_help,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG), help="experiment YAML (default: %(default)s)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.epochs=10 (repeatable)")  # fmt: skip
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    parser.add_argument("--smoke-test", action="store_true", help="1 epoch on 512 images: checks the whole path")
+    return parser
+
+
+def resolve_run_dir(config: ExperimentConfig) -> Path:
+    base = Path(config.checkpoint.output_dir).expanduser()
+    base = base if base.is_absolute() else output_home() / base
+    return base / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def open_run(config: ExperimentConfig, run_dir: Path, uri: str) -> str:
+    """Create the MLflow run and the run directory's ``config.yaml`` / ``run_info.json``."""
+    tags = {"method": config.method.name, "backbone": config.backbone.name, "dataset": config.data.source,
+            "config_name": config.name}  # fmt: skip
+    run_id = start_run(uri, config.tracking.experiment, run_dir.name, flatten(to_dict(config)), tags)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    (run_dir / RUN_INFO).write_text(json.dumps({"run_id": run_id, "tracking_uri": uri}, indent=2))
+    log_artifacts(uri, run_id, [run_dir / "config.yaml"])
+    return run_id
+
+
+def finish_run(result, run_dir: Path, uri: str, run_id: str) -> Path:
+    """Export the final encoder next to the run, log it and the curves, close the MLflow run."""
+    if result.checkpoint is None:
+        raise RuntimeError("the run finished without a checkpoint")
+    with result.checkpoint.as_directory() as directory:
+        encoder = Path(shutil.copy(Path(directory) / ENCODER_FILE, run_dir / ENCODER_FILE))
+    curves = plot_curves(uri, run_id, run_dir / "curves.png")
+    log_artifacts(uri, run_id, [encoder, curves])
+    end_run(uri, run_id, "FINISHED")
+    return encoder
+
+
+def main(config: ExperimentConfig, run_dir: Path, resume: bool = False) -> dict[str, float]:
+    """Run (or resume) one pretraining job; returns the final metrics."""
+    from pipelines.data import build_datasets  # Ray Data
+    from pipelines.launch import build_trainer  # Ray Train
+
+    print(f"Ray: using {connect()}", flush=True)
+    quiet_ray_data()
+    datasets = build_datasets(config)
+    report = datasets.report
+    print(f"data: {datasets.num_train_rows} training images ({report.bad} bad files skipped)", flush=True)
+    if resume:
+        info = json.loads((run_dir / RUN_INFO).read_text())
+        uri, run_id = info["tracking_uri"], info["run_id"]
+    else:
+        uri = config.tracking.tracking_uri or default_tracking_uri(output_home())
+        run_id = open_run(config, run_dir, uri)
+    print(f"MLflow: run {run_id} in {uri}", flush=True)
+    print(f"run directory: {run_dir}", flush=True)
+    trainer = build_trainer(config, datasets, run_dir, run_id, uri)
+    try:
+        result = trainer.fit()
+    except BaseException:
+        end_run(uri, run_id, "FAILED")
+        raise
+    encoder = finish_run(result, run_dir, uri, run_id)
+    metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    knn = metrics.get("eval/knn_top1")
+    print(f"done: loss {metrics.get('train/loss', float('nan')):.4f}"
+          + (f", kNN top-1 {knn:.4f}" if knn is not None else "") + f"; encoder: {encoder}")  # fmt: skip
+    print(f"open the UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000", flush=True)
+    return metrics
+
+
+def cli(argv: list[str] | None = None) -> dict[str, float]:
+    args = get_args_parser().parse_args(argv)
+    if args.resume is not None:
+        run_dir = args.resume.resolve()
+        config = load_config(run_dir / "config.yaml", args.overrides)
+        return main(config, run_dir, resume=True)
+    config = load_config(args.config, (SMOKE if args.smoke_test else []) + args.overrides)
+    return main(config, resolve_run_dir(config))
+
+
+if __name__ == "__main__":
+    cli()

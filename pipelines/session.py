@@ -1,0 +1,46 @@
+"""Connecting to Ray and choosing where a run's files go. Ray touch points are labelled."""
+
+import logging
+import os
+from pathlib import Path
+
+import ray
+
+RAY_SESSION_MARKER = "/ray/session_"
+
+
+def output_home() -> Path:
+    """The directory relative output paths and the default MLflow store resolve against.
+
+    The current directory, except inside a ``ray job submit --working-dir`` copy (under Ray's
+    session folder, deleted later): then ``$SSL_PIPELINE_HOME`` or ``~/ssl-pipeline``.
+    """
+    if "SSL_PIPELINE_HOME" in os.environ:
+        return Path(os.environ["SSL_PIPELINE_HOME"]).expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    return Path.home() / "ssl-pipeline" if RAY_SESSION_MARKER in str(cwd) else cwd
+
+
+def connect(num_cpus: int | None = None) -> str:
+    """Join the running cluster (``RAY_ADDRESS``, ``ray job submit``, or a local ``ray start``)
+    or start a local Ray instance. Returns a description for the log."""
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": True, "configure_logging": True}
+    if ray.is_initialized():
+        return "the Ray instance already initialised in this process"
+    try:
+        ray.init(address="auto", **quiet)  # Ray: an existing cluster
+        return f"the running Ray cluster at {ray.get_runtime_context().gcs_address}"
+    except ConnectionError:
+        pass
+    # Ray: a local instance; the dashboard stays on (Train V2 frees placement groups through it).
+    ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", **quiet)
+    return "a new local Ray instance"
+
+
+def quiet_ray_data() -> None:
+    """Turn off Ray Data's per-operator progress bars (the epoch line says what matters)."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False

@@ -1,0 +1,77 @@
+"""MLflow tracking: one run per job, created by the driver, written to by rank 0.
+
+The driver opens the run (params, tags, config artifact) and passes its id to the workers;
+rank 0 logs metrics through ``MlflowClient`` against that id; the driver logs the encoder and
+the curves and closes the run. Only plain strings cross process boundaries.
+"""
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+MAX_PARAM_LENGTH = 6000
+
+
+def default_tracking_uri(base_dir: str | Path) -> str:
+    """``$MLFLOW_TRACKING_URI`` if set, else a sqlite file ``mlflow.db`` in ``base_dir``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(base_dir).resolve() / 'mlflow.db'}"
+
+
+def start_run(uri: str, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+    """Create a run (experiment created on first use); returns its id."""
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    items = [(k, "None" if v is None else str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(params.items())]
+    for start in range(0, len(items), 100):
+        for key, value in items[start : start + 100]:
+            client.log_param(run.info.run_id, key, value)
+    return run.info.run_id
+
+
+class MetricLogger:
+    """Logs metric dicts for one run from one process. A point whose key already has a point at
+    that step or later is skipped, so a resumed run neither duplicates nor loses points."""
+
+    def __init__(self, uri: str, run_id: str) -> None:
+        self.client = MlflowClient(uri)
+        self.run_id = run_id
+        self._last_step: dict[str, int] = {}
+
+    def _last(self, key: str) -> int:
+        if key not in self._last_step:
+            history = self.client.get_metric_history(self.run_id, key)
+            self._last_step[key] = max((m.step for m in history), default=-1)
+        return self._last_step[key]
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        """Log ``metrics`` at ``step`` (keys already logged at ``step`` or later are skipped)."""
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if step > self._last(k)]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+        for metric in batch:
+            self._last_step[metric.key] = step
+
+
+def log_artifacts(uri: str, run_id: str, files: list[Path], artifact_path: str | None = None) -> None:
+    client = MlflowClient(uri)
+    for path in files:
+        client.log_artifact(run_id, str(path), artifact_path)
+
+
+def log_text(uri: str, run_id: str, text: str, name: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(text)
+        MlflowClient(uri).log_artifact(run_id, str(path))
+
+
+def end_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
+    MlflowClient(uri).set_terminated(run_id, status)

@@ -1,0 +1,173 @@
+"""The function every Ray Train worker runs: build the method, resume, train epoch by epoch,
+evaluate and checkpoint on rank 0. Ray touch points are marked ``# Ray:``."""
+
+import inspect
+import itertools
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+
+from cl_core import build_backbone, build_method
+from cl_core.methods import method_class
+from cl_core.optim import build_optimizer, scale_lr, warmup_cosine
+from cl_core.training import StepSchedules, knn_monitor, train_steps, unwrap
+from cl_core.training.pretrain import LabelledSplit
+from pipelines.checkpoints import STATE_FILE, atomic_save, export_encoder, verified_load
+from pipelines.config import ExperimentConfig, config_from_dict
+from pipelines.data import device_views, normalization, recipe_from_config
+from pipelines.progress import ProgressLine
+from pipelines.tracking import MetricLogger
+
+PRECISION = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def build_model(config: ExperimentConfig, world_size: int) -> torch.nn.Module:
+    """The method around its backbone; ``gather=True`` across workers when the method has it."""
+    torch.manual_seed(config.train.seed)  # identical init on every rank
+    backbone = build_backbone(config.backbone.name, config.data.channels, config.backbone.small_images)
+    params = dict(config.method.params)
+    if "gather" in inspect.signature(method_class(config.method.name).__init__).parameters:
+        params.setdefault("gather", world_size > 1)
+    method = build_method(config.method.name, backbone, **params)
+    if config.train.sync_batchnorm and world_size > 1:
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    return method
+
+
+def _eval_split(config: ExperimentConfig) -> LabelledSplit | None:
+    """Rank 0 pulls the small labelled eval datasets into tensors once."""
+    shards = {}
+    for name in ("eval_train", "eval_test"):
+        shard = ray.train.get_dataset_shard(name)  # Ray: un-split dataset, whole on each worker
+        if shard is None:
+            return None
+        images, labels = [], []
+        for batch in shard.iter_torch_batches(batch_size=1024):
+            images.append(batch["image"])
+            labels.append(batch["label"])
+        shards[name] = (torch.cat(images), torch.cat(labels))
+    return LabelledSplit(*shards["eval_train"], *shards["eval_test"])
+
+
+def _save_checkpoint(model, optimizer, step: int, epoch: int, metrics: dict, directory: Path) -> None:
+    state = {
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "epoch": epoch,
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "torch_rng": torch.get_rng_state(),
+    }
+    atomic_save(state, directory / STATE_FILE)
+
+
+def _restore(model, optimizer) -> tuple[int, int]:
+    """Resume from the latest reported checkpoint; returns (step, epochs done)."""
+    checkpoint = ray.train.get_checkpoint()  # Ray: latest checkpoint of this run, if any
+    if checkpoint is None:
+        return 0, 0
+    with checkpoint.as_directory() as directory:
+        state = verified_load(Path(directory) / STATE_FILE)
+    unwrap(model).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"]), int(state["epoch"])
+
+
+def _schedules(config: ExperimentConfig, steps_per_epoch: int) -> tuple[StepSchedules, float]:
+    t = config.train
+    peak = scale_lr(t.base_lr, t.global_batch_size, rule=t.lr_scaling)
+    total = steps_per_epoch * t.epochs
+    lr = warmup_cosine(peak, 0.0, total, warmup_steps=int(t.warmup_epochs * steps_per_epoch))
+    return StepSchedules(lr=lr), peak
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train entry point. ``loop_config``: {"config": plain dict, "run_id", "tracking_uri",
+    "num_train_rows"}."""
+    config = config_from_dict(loop_config["config"])
+    context = ray.train.get_context()  # Ray: rank and world size
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()  # Ray: this worker's device
+    method = build_model(config, world)
+    if config.train.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    model = ray.train.torch.prepare_model(  # Ray: move to device + DDP
+        method, parallel_strategy_kwargs={"find_unused_parameters": method.may_skip_parameters}
+    )
+    per_worker = config.train.global_batch_size // world
+    steps_per_epoch = loop_config["num_train_rows"] // config.train.global_batch_size
+    schedules, peak = _schedules(config, steps_per_epoch)
+    optimizer = build_optimizer(unwrap(model), config.train.optimizer, peak, config.train.weight_decay,
+                                config.train.momentum)  # fmt: skip
+    step, first_epoch = _restore(model, optimizer)
+    recipe, (mean, std) = recipe_from_config(config), normalization(config)
+    generator = torch.Generator().manual_seed(config.train.seed * 1000 + rank)
+    eval_split = _eval_split(config) if rank == 0 else None
+    logger = MetricLogger(loop_config["tracking_uri"], loop_config["run_id"]) if rank == 0 else None
+    progress = ProgressLine(config.train.epochs, steps_per_epoch, step) if rank == 0 else None
+
+    def prepare(batch: dict[str, torch.Tensor]):
+        views, labels = device_views(batch, recipe, config.augment.colour_on_device, mean, std, generator)
+        if config.train.channels_last:
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        return views, labels
+
+    def on_step(global_step: int, metrics: dict[str, float]) -> None:
+        if logger is not None and global_step % 10 == 0:
+            logger.log({f"train/{k}": v for k, v in metrics.items()}, global_step)
+
+    shard = ray.train.get_dataset_shard("train")  # Ray: this worker's part of the stream
+    for epoch in range(first_epoch, config.train.epochs):
+        batches = shard.iter_torch_batches(batch_size=per_worker, drop_last=True, device=device)
+        started = time.perf_counter()
+        # A NaN/inf loss raises NonFiniteLossError naming the step, method and last metrics.
+        metrics = train_steps(model, optimizer, itertools.islice(batches, steps_per_epoch), prepare, schedules,
+                              step, PRECISION[config.train.precision], config.train.grad_clip, on_step)  # fmt: skip
+        step = int(metrics["last_step"])
+        report = _epoch_metrics(metrics, epoch, step, time.perf_counter() - started, world)
+        last = epoch + 1 == config.train.epochs
+        if rank == 0 and eval_split is not None and (last or _due(config.eval.every_epochs, epoch)):
+            report["eval/knn_top1"] = knn_monitor(unwrap(model).backbone, eval_split, mean, std,
+                                                  config.eval.knn_k, config.eval.knn_temperature, device)  # fmt: skip
+        _report(model, optimizer, step, epoch + 1, report, rank, last or _due(config.checkpoint.every_epochs, epoch))
+        if logger is not None:
+            logger.log(report, step)
+        if progress is not None:
+            progress.epoch_done(epoch + 1, step, report)
+
+
+def _due(every: int, epoch: int) -> bool:
+    return every > 0 and (epoch + 1) % every == 0
+
+
+def _epoch_metrics(metrics: dict[str, float], epoch: int, step: int, seconds: float, world: int) -> dict:
+    skip = {"steps", "last_step", "images_per_s", "wait_fraction", "embedding_std", "effective_rank"}
+    report = {f"train/{k}": v for k, v in metrics.items() if k not in skip}
+    report.update({
+        "train/epoch": float(epoch + 1),
+        "train/step": float(step),
+        "train/epoch_seconds": seconds,
+        "data/images_per_s": metrics["images_per_s"] * world,
+        "data/wait_fraction": metrics["wait_fraction"],
+    })  # fmt: skip
+    for key in ("embedding_std", "effective_rank"):
+        if key in metrics:
+            report[f"monitor/{key}"] = metrics[key]
+    return report
+
+
+def _report(model, optimizer, step: int, epoch: int, metrics: dict, rank: int, checkpoint: bool) -> None:
+    """Every rank reports; rank 0 attaches the checkpoint (state + exported encoder)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = None
+        if rank == 0 and checkpoint:
+            _save_checkpoint(model, optimizer, step, epoch, metrics, Path(tmp))
+            export_encoder(unwrap(model).backbone, tmp)
+            ckpt = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=ckpt)  # Ray: metrics (+ checkpoint) to the controller

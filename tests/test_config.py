@@ -1,0 +1,80 @@
+"""Config loading is strict and fails before any cluster work, naming the key and the allowed
+values; every shipped config validates."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.config import ExperimentConfig, config_from_dict, flatten, load_config, to_dict
+from pipelines.validate import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+# (override, expected message fragment)
+BAD = [
+    ("unknown_top=1", "unknown key unknown_top; allowed keys: name, method"),
+    ("train.epochz=3", "unknown key train.epochz"),
+    ("train.epochs=three", "train.epochs: expected int"),
+    ("train.epochs=0", "train.epochs: must be >= 1"),
+    ("train.base_lr=-0.1", "train.base_lr: must be > 0"),
+    ("train.optimizer=adam", "train.optimizer: 'adam' is not allowed; allowed values: lars, sgd, adamw"),
+    ("train.precision=fp16", "train.precision: 'fp16' is not allowed; allowed values: fp32, bf16"),
+    ("train.warmup_epochs=5", "train.warmup_epochs: must be in [0, train.epochs)"),
+    ("method.name=simclrr", "method.name: 'simclrr' is not allowed; allowed values: barlow_twins"),
+    ("method.params.temprature=0.1", "method.params.temprature: 'temprature' is not allowed; allowed values: hidden_dim"),
+    ("method.params.temperature=-0.5", "method.params.temperature: must be > 0"),
+    ("backbone.name=vit", "backbone.name: 'vit' is not allowed; allowed values: resnet18, resnet50, tiny_cnn"),
+    ("data.source=csv", "data.source: 'csv' is not allowed; allowed values: fashion_mnist, image_folder, parquet"),
+    ("data.channels=2", "data.channels: 2 is not allowed; allowed values: 1, 3"),
+    ("data.path=/nonexistent/fmnist", "data.path: /nonexistent/fmnist does not exist"),
+    ("data.max_bad_fraction=1.5", "data.max_bad_fraction: must be in [0, 1]"),
+    ("augment.recipe=autoaugment", "augment.recipe: 'autoaugment' is not allowed; allowed values: byol"),
+    ("augment.params.size=64", "crop size 64 is larger than data.image_size 28"),
+    ("scaling.num_workers=0", "scaling.num_workers: must be >= 1"),
+    ("train.global_batch_size=255", None),  # valid with 1 worker
+    ("eval.knn_temperature=0", "eval.knn_temperature: must be > 0"),
+]
+
+
+@pytest.mark.parametrize("override,message", BAD)
+def test_bad_config__fails_naming_the_key_and_allowed_values(override, message):
+    if message is None:
+        load_config(ROOT / "configs" / "smoke.yaml", [override])
+        return
+    with pytest.raises(ConfigError) as info:
+        load_config(ROOT / "configs" / "smoke.yaml", [override])
+    assert message in str(info.value)
+
+
+def test_moco_queue__must_be_a_multiple_of_the_global_batch():
+    with pytest.raises(ConfigError, match="method.params.queue_size: must be a positive multiple of train.global_batch_size \\(256\\)"):
+        load_config(ROOT / "configs" / "moco_fmnist.yaml", ["method.params.queue_size=1000"])
+
+
+def test_batch__must_split_evenly_over_workers():
+    with pytest.raises(ConfigError, match="train.global_batch_size: must be a multiple of scaling.num_workers \\(3\\)"):
+        load_config(ROOT / "configs" / "smoke.yaml", ["scaling.num_workers=3"])
+
+
+def test_multicrop_recipe__needs_a_multicrop_method():
+    with pytest.raises(ConfigError, match="multi-crop needs swav or dino"):
+        load_config(ROOT / "configs" / "swav_fmnist.yaml", ["method.name=simclr", "method.params={}"])
+
+
+def test_override__parses_yaml_values_and_nested_paths():
+    config = load_config(ROOT / "configs" / "smoke.yaml", ["train.base_lr=0.5", "method.params.temperature=0.3"])
+    assert config.train.base_lr == 0.5 and config.method.params["temperature"] == 0.3
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_config__validates_and_round_trips_through_a_plain_dict(path):
+    config = load_config(path)
+    assert isinstance(config, ExperimentConfig)
+    assert config_from_dict(yaml.safe_load(yaml.safe_dump(to_dict(config)))) == config
+
+
+def test_flatten__gives_dotted_paths():
+    flat = flatten(to_dict(load_config(ROOT / "configs" / "smoke.yaml")))
+    assert flat["train.epochs"] == 2 and flat["method.name"] == "simclr"

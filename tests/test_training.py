@@ -1,0 +1,76 @@
+"""The single-process trainer: schedules reach the optimizer, steps are counted, a NaN stops
+the run at its step before touching the weights, runs are reproducible."""
+
+import numpy as np
+import pytest
+import torch
+
+from cl_core import build_backbone, build_method
+from cl_core.training import NonFiniteLossError, PretrainSettings, StepSchedules, pretrain, train_steps
+from cl_core.transforms import build_recipe
+
+
+def tiny_simclr() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_method("simclr", build_backbone("tiny_cnn", in_channels=1), hidden_dim=16, projection_dim=8)
+
+
+def batches(n: int, seed: int = 0) -> list[list[torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [[torch.randn(4, 1, 12, 12, generator=g) for _ in range(2)] for _ in range(n)]
+
+
+def test_train_steps__applies_the_lr_schedule_and_counts_global_steps():
+    model = tiny_simclr()
+    optimizer = torch.optim.SGD(model.parameters(), lr=123.0)
+    seen: list[float] = []
+    schedules = StepSchedules(lr=np.array([0.1, 0.2, 0.3, 0.4, 0.5]))
+    metrics = train_steps(model, optimizer, batches(3), lambda views: (views, None), schedules, start_step=1,
+                          on_step=lambda step, m: seen.append(optimizer.param_groups[0]["lr"]))  # fmt: skip
+    assert seen == [0.2, 0.3, 0.4]
+    assert metrics["steps"] == 3 and metrics["last_step"] == 4
+    assert float(model.progress) == pytest.approx(4 / 5)
+    assert 0.0 <= metrics["wait_fraction"] <= 1.0 and metrics["images_per_s"] > 0
+
+
+def test_train_steps__stops_at_the_end_of_the_schedule():
+    model = tiny_simclr()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    metrics = train_steps(model, optimizer, batches(5), lambda v: (v, None), StepSchedules(np.full(2, 0.1)), 0)
+    assert metrics["steps"] == 2
+
+
+def test_train_steps__non_finite_loss_names_the_step_and_leaves_weights_untouched():
+    model = tiny_simclr()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = batches(4)
+    data[2][0] = torch.full_like(data[2][0], float("nan"))
+    snapshot: dict[str, torch.Tensor] = {}
+
+    def remember(step: int, metrics: dict[str, float]) -> None:
+        snapshot.update({k: v.detach().clone() for k, v in model.named_parameters()})
+
+    with pytest.raises(NonFiniteLossError, match="step 2 .*simclr") as info:
+        train_steps(model, optimizer, data, lambda v: (v, None), StepSchedules(np.full(4, 0.1)), 0, on_step=remember)
+    assert info.value.step == 2 and "loss" in info.value.last_metrics
+    # Parameters are untouched (BN running statistics did see the bad batch: resume from a
+    # checkpoint to roll those back).
+    for key, value in model.named_parameters():
+        assert torch.equal(value, snapshot[key]), key
+
+
+def test_pretrain__same_seed_gives_the_same_history():
+    images = torch.randint(0, 256, (64, 1, 16, 16), dtype=torch.uint8)
+    recipe = build_recipe("simclr", size=12, blur_prob=0.0)
+    settings = PretrainSettings(epochs=2, batch_size=16, seed=3)
+    runs = [pretrain(tiny_simclr(), images, recipe, settings, (0.5,), (0.25,)) for _ in range(2)]
+    assert [m["loss"] for m in runs[0]] == [m["loss"] for m in runs[1]]
+    assert len(runs[0]) == 2 and runs[0][-1]["last_step"] == 8
+
+
+def test_pretrain__supcon_without_labels_fails_before_training():
+    torch.manual_seed(0)
+    method = build_method("supcon", build_backbone("tiny_cnn", in_channels=1), hidden_dim=16, projection_dim=8)
+    images = torch.zeros(32, 1, 16, 16, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="needs labels"):
+        pretrain(method, images, build_recipe("simclr", size=12), PretrainSettings(epochs=1, batch_size=8), (0.5,), (0.25,))
