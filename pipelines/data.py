@@ -8,8 +8,6 @@ Randomness: every augmentation call seeds a ``torch.Generator`` from (``train.se
 its first row, fresh OS entropy), so epochs and batches draw different views and samples of a
 batch draw their own parameters. ``augment_batch`` is deterministic given its seed; the
 pipeline is not bit-reproducible (fresh entropy; Ray Data's batch boundaries are not fixed).
-Ray is imported where datasets are built, so config validation (which uses
-``recipe_from_config``) stays cheap.
 """
 
 import inspect
@@ -22,7 +20,7 @@ import numpy as np
 import torch
 
 from cl_core.transforms import RECIPES, ViewRecipe, build_recipe, colour_stage, make_views, normalize
-from pipelines.decode import CorpusReport
+from pipelines.decode import CorpusReport, held_out
 
 if TYPE_CHECKING:
     import ray.data
@@ -60,7 +58,8 @@ def normalization(config: "ExperimentConfig") -> tuple[tuple[float, ...], tuple[
         return FASHION_MNIST_MEAN * channels, FASHION_MNIST_STD * channels
     if channels == 3:
         return IMAGENET_MEAN, IMAGENET_STD
-    return (sum(w * m for w, m in zip(LUMA, IMAGENET_MEAN)),), (sum(w * s for w, s in zip(LUMA, IMAGENET_STD)),)
+    gray = [sum(w * x for w, x in zip(LUMA, stat)) for stat in (IMAGENET_MEAN, IMAGENET_STD)]
+    return (gray[0],), (gray[1],)
 
 
 @dataclass
@@ -117,11 +116,6 @@ def batch_seed(train_seed: int, key: int, entropy: int) -> int:
     return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0])
 
 
-def held_out(keys: np.ndarray, fraction: float) -> np.ndarray:
-    """(n,) bool: rows in the deterministic held-out split (``key mod 10^4 < fraction * 10^4``)."""
-    return np.asarray(keys) % 10_000 < round(fraction * 10_000)
-
-
 def _train_rows(
     batch: dict[str, np.ndarray], recipe: ViewRecipe, colour_on_device: bool, train_seed: int, holdout: float
 ) -> dict[str, np.ndarray]:
@@ -130,19 +124,8 @@ def _train_rows(
     keep = (batch["error"] == "") & ~held_out(batch["key"], holdout)
     key = int(batch["key"][0]) if len(batch["key"]) else 0
     seed = batch_seed(train_seed, key, secrets.randbits(64))  # fresh entropy: new views every epoch
-    return augment_batch({"image": batch["image"][keep], "label": batch["label"][keep]}, recipe, colour_on_device, seed)
-
-
-def _eval_rows(batch: dict[str, np.ndarray], want_held_out: bool, holdout: float) -> dict[str, np.ndarray]:
-    """The good rows of one side of the held-out split, un-augmented: ``image``, ``label``."""
-    keep = (batch["error"] == "") & (held_out(batch["key"], holdout) == want_held_out)
-    return {"image": batch["image"][keep], "label": batch["label"][keep].astype(np.int64)}
-
-
-def _eval_set(decoded: "ray.data.Dataset", want_held_out: bool, holdout: float, size: int, cpus: float):
-    """At most ``size`` un-augmented good rows of one side of the split, materialised."""
-    kwargs = {"want_held_out": want_held_out, "holdout": holdout}
-    return decoded.map_batches(_eval_rows, fn_kwargs=kwargs, num_cpus=cpus).limit(size).materialize()
+    rows = {"image": batch["image"][keep], "label": batch["label"][keep]}
+    return augment_batch(rows, recipe, colour_on_device, seed)
 
 
 def build_datasets(config: "ExperimentConfig") -> Datasets:
@@ -152,24 +135,15 @@ def build_datasets(config: "ExperimentConfig") -> Datasets:
         ValueError: more than ``data.max_bad_fraction`` of the corpus is bad (names examples).
         FileNotFoundError: a missing corpus (for Fashion-MNIST: how to install it).
     """
-    from pipelines import readers  # the Ray Data touch point (imports ray)
+    from pipelines.corpus import eval_sets, read_corpus  # Ray Data; here so validation stays Ray-free
 
-    corpus = readers.read_corpus(config)
-    cpus = config.augment.cpus_per_task
-    holdout = config.data.holdout_fraction if corpus.labelled and corpus.test is None else 0.0
-    in_holdout = held_out(corpus.keys, holdout)
+    corpus = read_corpus(config)
     kwargs = {"recipe": recipe_from_config(config), "colour_on_device": config.augment.colour_on_device,
-              "train_seed": config.train.seed, "holdout": holdout}  # fmt: skip
+              "train_seed": config.train.seed, "holdout": corpus.holdout}  # fmt: skip
     train = corpus.train.map_batches(_train_rows, fn_kwargs=kwargs, batch_size=config.augment.batch_rows,
-                                     num_cpus=cpus)  # fmt: skip
-    eval_train = eval_test = None
-    if corpus.labelled and (corpus.test is not None or in_holdout.any()):
-        eval_train = _eval_set(corpus.train, False, holdout, config.eval.train_size, cpus)
-        test, side = (corpus.train, True) if corpus.test is None else (corpus.test, False)  # held-out | t10k
-        eval_test = _eval_set(test, side, holdout, config.eval.test_size, cpus)
-    elif corpus.labelled:
-        LOG.warning("no image fell in the held-out split (data.holdout_fraction=%s): no kNN monitor", holdout)
-    return Datasets(train, eval_train, eval_test, corpus.report, int((~in_holdout).sum()))
+                                     num_cpus=config.augment.cpus_per_task)  # fmt: skip
+    eval_train, eval_test = eval_sets(corpus, config)
+    return Datasets(train, eval_train, eval_test, corpus.report, corpus.num_train_rows)
 
 
 def device_views(

@@ -126,8 +126,9 @@ def square_array(pixels: np.ndarray, size: int, channels: int) -> np.ndarray:
     """A raw uint8 image array (h, w) or (h, w, c) -> (channels, size, size) uint8, as ``square``."""
     if pixels.ndim == 2 and pixels.shape == (size, size):
         return np.repeat(pixels[None], channels, axis=0)
-    mode = "L" if pixels.ndim == 2 or pixels.shape[-1] == 1 else "RGB"
-    image = Image.fromarray(np.ascontiguousarray(pixels.reshape(pixels.shape[:2]) if mode == "L" else pixels), mode)
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    image = Image.fromarray(np.ascontiguousarray(pixels), "L" if pixels.ndim == 2 else "RGB")
     return square(to_mode(image, channels), size)
 
 
@@ -135,6 +136,11 @@ def fingerprint(data: bytes | str) -> int:
     """A stable non-negative 63-bit key of a row's bytes or relative path (seeds, held-out split)."""
     raw = data.encode() if isinstance(data, str) else (data or b"")
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big") >> 1
+
+
+def held_out(keys: np.ndarray, fraction: float) -> np.ndarray:
+    """(n,) bool: rows in the deterministic held-out split, ``key mod 10^4 < fraction * 10^4``."""
+    return np.asarray(keys) % 10_000 < round(fraction * 10_000)
 
 
 def _encoded(batch: dict[str, np.ndarray], i: int) -> tuple[bytes, str]:

@@ -16,6 +16,7 @@ def build_trainer(
     run_dir: Path,
     run_id: str,
     tracking_uri: str,
+    stop_after_epochs: int | None = None,
     callbacks: list | None = None,
 ) -> TorchTrainer:
     """A ``TorchTrainer`` whose run lives in ``run_dir`` (storage = its parent, name = its
@@ -25,6 +26,7 @@ def build_trainer(
         "run_id": run_id,
         "tracking_uri": tracking_uri,
         "num_train_rows": datasets.num_train_rows,
+        "stop_after_epochs": stop_after_epochs,
     }
     named = {"train": datasets.train}
     if datasets.eval_train is not None and datasets.eval_test is not None:

@@ -21,8 +21,8 @@ import yaml  # noqa: E402
 from pipelines.checkpoints import ENCODER_FILE  # noqa: E402
 from pipelines.config import ExperimentConfig, flatten, load_config, to_dict  # noqa: E402
 from pipelines.curves import plot_curves  # noqa: E402
-from pipelines.session import connect, output_home, quiet_ray_data  # noqa: E402
-from pipelines.tracking import default_tracking_uri, end_run, log_artifacts, start_run  # noqa: E402
+from pipelines.session import connect, output_home, quiet_ray  # noqa: E402
+from pipelines.tracking import default_tracking_uri, end_run, log_artifacts, reopen_run, start_run  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "configs" / "default.yaml"
 RUN_INFO = "run_info.json"
@@ -38,6 +38,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.epochs=10 (repeatable)")  # fmt: skip
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    parser.add_argument("--stop-after-epochs", type=int, metavar="N",
+                        help="train N epochs of the schedule, checkpoint and stop; continue with --resume")  # fmt: skip
     parser.add_argument("--smoke-test", action="store_true", help="1 epoch on 512 images: checks the whole path")
     return parser
 
@@ -60,44 +62,53 @@ def open_run(config: ExperimentConfig, run_dir: Path, uri: str) -> str:
     return run_id
 
 
-def finish_run(result, run_dir: Path, uri: str, run_id: str) -> Path:
-    """Export the final encoder next to the run, log it and the curves, close the MLflow run."""
+def finish_run(result, run_dir: Path, uri: str, run_id: str, complete: bool) -> Path:
+    """Export the latest encoder next to the run and plot the curves; a complete run logs both
+    and is closed FINISHED, a stopped one is marked KILLED until ``--resume`` reopens it."""
     if result.checkpoint is None:
         raise RuntimeError("the run finished without a checkpoint")
     with result.checkpoint.as_directory() as directory:
         encoder = Path(shutil.copy(Path(directory) / ENCODER_FILE, run_dir / ENCODER_FILE))
     curves = plot_curves(uri, run_id, run_dir / "curves.png")
-    log_artifacts(uri, run_id, [encoder, curves])
-    end_run(uri, run_id, "FINISHED")
+    if complete:
+        log_artifacts(uri, run_id, [encoder, curves])
+    end_run(uri, run_id, "FINISHED" if complete else "KILLED")
     return encoder
 
 
-def main(config: ExperimentConfig, run_dir: Path, resume: bool = False) -> dict[str, float]:
-    """Run (or resume) one pretraining job; returns the final metrics."""
+def main(
+    config: ExperimentConfig, run_dir: Path, resume: bool = False, stop_after_epochs: int | None = None
+) -> dict[str, float]:
+    """Run (or resume) one pretraining job; returns the last reported metrics."""
     from pipelines.data import build_datasets  # Ray Data
     from pipelines.launch import build_trainer  # Ray Train
 
     print(f"Ray: using {connect()}", flush=True)
-    quiet_ray_data()
+    quiet_ray()
     datasets = build_datasets(config)
     report = datasets.report
     print(f"data: {datasets.num_train_rows} training images ({report.bad} bad files skipped)", flush=True)
     if resume:
         info = json.loads((run_dir / RUN_INFO).read_text())
         uri, run_id = info["tracking_uri"], info["run_id"]
+        reopen_run(uri, run_id)
     else:
         uri = config.tracking.tracking_uri or default_tracking_uri(output_home())
         run_id = open_run(config, run_dir, uri)
     print(f"MLflow: run {run_id} in {uri}", flush=True)
     print(f"run directory: {run_dir}", flush=True)
-    trainer = build_trainer(config, datasets, run_dir, run_id, uri)
+    trainer = build_trainer(config, datasets, run_dir, run_id, uri, stop_after_epochs)
     try:
         result = trainer.fit()
     except BaseException:
         end_run(uri, run_id, "FAILED")
         raise
-    encoder = finish_run(result, run_dir, uri, run_id)
     metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    complete = int(metrics.get("train/epoch", 0)) >= config.train.epochs
+    encoder = finish_run(result, run_dir, uri, run_id, complete)
+    if not complete:
+        print(f"stopped after epoch {int(metrics['train/epoch'])}; continue with: "
+              f"python pipelines/pretrain.py --resume {run_dir}", flush=True)  # fmt: skip
     knn = metrics.get("eval/knn_top1")
     print(f"done: loss {metrics.get('train/loss', float('nan')):.4f}"
           + (f", kNN top-1 {knn:.4f}" if knn is not None else "") + f"; encoder: {encoder}")  # fmt: skip
@@ -110,9 +121,9 @@ def cli(argv: list[str] | None = None) -> dict[str, float]:
     if args.resume is not None:
         run_dir = args.resume.resolve()
         config = load_config(run_dir / "config.yaml", args.overrides)
-        return main(config, run_dir, resume=True)
+        return main(config, run_dir, resume=True, stop_after_epochs=args.stop_after_epochs)
     config = load_config(args.config, (SMOKE if args.smoke_test else []) + args.overrides)
-    return main(config, resolve_run_dir(config))
+    return main(config, resolve_run_dir(config), stop_after_epochs=args.stop_after_epochs)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """One readable progress line per epoch: epoch, step, loss, kNN, images/s, ETA."""
 
+import sys
 import time
 
 
@@ -22,7 +23,9 @@ class ProgressLine:
             parts.append(f"knn {metrics['eval/knn_top1']:.4f}")
         parts += [f"{metrics.get('data/images_per_s', 0.0):.0f} img/s", f"ETA {format_seconds(eta)}"]
         line = " | ".join(parts)
-        print(line, flush=True)
+        # The real stdout: Ray Train V2 patches print() in workers and would echo it twice.
+        sys.__stdout__.write(line + "\n")
+        sys.__stdout__.flush()
         return line
 
 

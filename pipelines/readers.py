@@ -5,7 +5,6 @@ unlabelled) plus ``path`` + ``key`` (folder files), ``bytes`` + ``path`` (Parque
 the bytes' fingerprint) or ``pixels`` + ``key`` (arrays). Nothing is decoded here.
 """
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,19 +16,15 @@ import ray.data
 from ray.data.extensions import ArrowTensorArray
 
 from cl_core.datasets import FASHION_MNIST_DIR, load_fashion_mnist
-from pipelines.decode import CorpusReport, decode_batch, fingerprint
+from pipelines.decode import fingerprint
 
 if TYPE_CHECKING:
-    from pipelines.config import DataConfig, ExperimentConfig
-
-LOG = logging.getLogger(__name__)
+    from pipelines.config import DataConfig
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 #: Raw rows per block: file rows cost ~1-5 ms each to decode, array rows ~10 us.
 FILE_ROWS_PER_BLOCK = 128
 ARRAY_ROWS_PER_BLOCK = 4096
-DECODE_BATCH_ROWS = 64
-MAX_EXAMPLES = 20
 
 
 @dataclass(frozen=True)
@@ -38,8 +33,8 @@ class ImageListing:
 
     Attributes:
         paths: absolute file paths.
-        labels: (n,) int64 class index of each file, -1 when unlabelled.
-        classes: sorted class names (first-level sub-folders); empty when unlabelled.
+        labels: (n,) int64 class of each file (index into ``classes``), -1 when unlabelled.
+        classes: sorted first-level sub-folder names; empty when unlabelled.
     """
 
     paths: list[str]
@@ -63,7 +58,8 @@ def list_image_folder(root: str | Path, labels: bool = True) -> ImageListing:
     paths = []
     for folder, dirs, files in os.walk(root, followlinks=True):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        paths += [Path(folder, f) for f in files if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+        images = [f for f in files if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+        paths += [Path(folder, f) for f in images]
     if not paths:
         raise ValueError(f"no images ({' '.join(IMAGE_EXTENSIONS)}, any case) found under {root}")
     paths.sort()
@@ -72,14 +68,15 @@ def list_image_folder(root: str | Path, labels: bool = True) -> ImageListing:
         return ImageListing([str(p) for p in paths], np.full(len(paths), -1, dtype=np.int64), ())
     classes = tuple(sorted({part[0] for part in parts}))
     index = {name: i for i, name in enumerate(classes)}
-    return ImageListing([str(p) for p in paths], np.array([index[p[0]] for p in parts], dtype=np.int64), classes)
+    labelled = np.array([index[part[0]] for part in parts], dtype=np.int64)
+    return ImageListing([str(p) for p in paths], labelled, classes)
 
 
 def _from_columns(columns: dict[str, object], rows_per_block: int) -> ray.data.Dataset:
     """A Dataset of the given columns in blocks of ``rows_per_block`` rows (decode parallelism)."""
     table = pa.table(columns)
-    blocks = [table.slice(start, rows_per_block) for start in range(0, max(table.num_rows, 1), rows_per_block)]
-    return ray.data.from_arrow(blocks)
+    starts = range(0, max(table.num_rows, 1), rows_per_block)
+    return ray.data.from_arrow([table.slice(start, rows_per_block) for start in starts])
 
 
 def image_folder(data: "DataConfig") -> ray.data.Dataset:
@@ -102,19 +99,21 @@ def parquet(data: "DataConfig", num_cpus: float) -> ray.data.Dataset:
     ds = ray.data.read_parquet(data.path, include_paths=True, num_cpus=num_cpus)
     names = ds.schema().names
     if data.image_column not in names:
-        raise ValueError(f"{data.path}: no column {data.image_column!r} (data.image_column); columns: {names}")
+        raise ValueError(f"{data.path}: no column {data.image_column!r} (data.image_column) in {names}")
     has_labels = data.label_column is not None and data.label_column in names
     keep = [data.image_column, "path"] + ([data.label_column] if has_labels else [])
     ds = ds.select_columns(keep).rename_columns({data.image_column: "bytes"})
     if data.limit is not None:
         ds = ds.limit(data.limit)
-    return ds.rename_columns({data.label_column: "label"}) if has_labels and data.label_column != "label" else ds
+    if has_labels and data.label_column != "label":
+        ds = ds.rename_columns({data.label_column: "label"})
+    return ds
 
 
 def arrays(pixels: np.ndarray, labels: np.ndarray) -> ray.data.Dataset:
     """Raw rows ``pixels`` (h, w[, c]) uint8, ``key`` (the row index) and ``label`` from arrays."""
-    columns = {"pixels": ArrowTensorArray.from_numpy(pixels), "key": np.arange(len(pixels), dtype=np.int64),
-               "label": labels.astype(np.int64)}  # fmt: skip
+    keys = np.arange(len(pixels), dtype=np.int64)
+    columns = {"pixels": ArrowTensorArray.from_numpy(pixels), "key": keys, "label": labels}
     return _from_columns(columns, ARRAY_ROWS_PER_BLOCK)
 
 
@@ -128,74 +127,3 @@ def fashion_mnist(data: "DataConfig", test_size: int) -> tuple[ray.data.Dataset,
     train = load_fashion_mnist("train", root, limit=data.limit)
     test = load_fashion_mnist("test", root, limit=test_size)
     return arrays(*train), arrays(*test)
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """A decoded corpus (materialised: decoded once, reused every epoch).
-
-    Attributes:
-        train: rows of ``decode_batch``: ``image`` (c, s, s) uint8, ``label``, ``key``,
-            ``error`` ("" when fine), ``bad_path``; bad rows are kept (zeros) and skipped later.
-        test: Fashion-MNIST's decoded t10k rows, None for other sources.
-        report: bad-file accounting of ``train``.
-        keys: (n_good,) int64 keys of the good rows of ``train``.
-        labelled: every good row has a label >= 0.
-    """
-
-    train: ray.data.Dataset
-    test: ray.data.Dataset | None
-    report: CorpusReport
-    keys: np.ndarray
-    labelled: bool
-
-
-def _decode(raw: ray.data.Dataset, data: "DataConfig", cpus: float) -> ray.data.Dataset:
-    kwargs = {"size": data.image_size, "channels": data.channels}
-    return raw.map_batches(decode_batch, fn_kwargs=kwargs, batch_size=DECODE_BATCH_ROWS, num_cpus=cpus).materialize()
-
-
-def _census(decoded: ray.data.Dataset) -> tuple[CorpusReport, np.ndarray, bool]:
-    """One pass over the small columns: the report, the good rows' keys, whether all are labelled."""
-    report, keys, labelled = CorpusReport(total=0, bad=0), [], True
-    columns = decoded.select_columns(["key", "label", "error", "bad_path"])
-    for batch in columns.iter_batches(batch_size=None, batch_format="numpy"):
-        good = batch["error"] == ""
-        report.total += len(good)
-        report.bad += int((~good).sum())
-        room = MAX_EXAMPLES - len(report.bad_examples)
-        report.bad_examples += [(str(p), str(e)) for p, e in zip(batch["bad_path"][~good][:room], batch["error"][~good])]
-        keys.append(batch["key"][good])
-        labelled = labelled and bool((batch["label"][good] >= 0).all())
-    return report, np.concatenate(keys) if keys else np.zeros(0, np.int64), labelled and report.bad < report.total
-
-
-def check_corpus(report: CorpusReport, max_bad_fraction: float, where: str) -> None:
-    """Raise if too much of the corpus is bad (or all of it), else log the skipped files.
-
-    Raises:
-        ValueError: ``report.bad_fraction > max_bad_fraction``; names up to 5 examples.
-    """
-    if report.bad == 0:
-        return
-    examples = "; ".join(f"{path}: {reason}" for path, reason in report.bad_examples[:5])
-    summary = f"{report.bad} of {report.total} images in {where} are bad ({report.bad_fraction:.1%})"
-    if report.bad_fraction > max_bad_fraction or report.bad == report.total:
-        raise ValueError(f"{summary}, more than data.max_bad_fraction={max_bad_fraction}; e.g. {examples}")
-    listed = "\n  ".join(f"{path}: {reason}" for path, reason in report.bad_examples)
-    LOG.warning("%s and were skipped; first %d:\n  %s", summary, len(report.bad_examples), listed)
-
-
-def read_corpus(config: "ExperimentConfig") -> Corpus:
-    """Read ``config.data``'s source, decode and resize every image once, and account for bad files."""
-    data, cpus = config.data, config.augment.cpus_per_task
-    test = None
-    if data.source == "fashion_mnist":
-        raw, raw_test = fashion_mnist(data, config.eval.test_size)
-        test = _decode(raw_test, data, cpus)
-    else:
-        raw = image_folder(data) if data.source == "image_folder" else parquet(data, cpus)
-    train = _decode(raw, data, cpus)
-    report, keys, labelled = _census(train)
-    check_corpus(report, data.max_bad_fraction, data.path or data.source)
-    return Corpus(train, test, report, keys, labelled)

@@ -24,7 +24,10 @@ def output_home() -> Path:
 def connect(num_cpus: int | None = None) -> str:
     """Join the running cluster (``RAY_ADDRESS``, ``ray job submit``, or a local ``ray start``)
     or start a local Ray instance. Returns a description for the log."""
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": True, "configure_logging": True}
+    # WARNING for every process of the job (driver, Data tasks, Train workers and controller):
+    # Ray's per-dataset and per-report INFO lines would bury the epoch progress line.
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": True,
+             "logging_config": ray.LoggingConfig(encoding="TEXT", log_level="WARNING")}  # fmt: skip
     if ray.is_initialized():
         return "the Ray instance already initialised in this process"
     try:
@@ -37,10 +40,13 @@ def connect(num_cpus: int | None = None) -> str:
     return "a new local Ray instance"
 
 
-def quiet_ray_data() -> None:
-    """Turn off Ray Data's per-operator progress bars (the epoch line says what matters)."""
+def quiet_ray() -> None:
+    """Keep Ray's per-dataset, per-report INFO lines and progress bars out of the user's way
+    (the epoch progress line says what matters). Called in the driver and in each worker."""
     from ray.data import DataContext
 
+    for name in ("ray.data", "ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False

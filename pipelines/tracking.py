@@ -73,5 +73,10 @@ def log_text(uri: str, run_id: str, text: str, name: str) -> None:
         MlflowClient(uri).log_artifact(run_id, str(path))
 
 
+def reopen_run(uri: str, run_id: str) -> None:
+    """Mark a stopped or failed run RUNNING again when it is resumed."""
+    MlflowClient(uri).update_run(run_id, status="RUNNING")
+
+
 def end_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
     MlflowClient(uri).set_terminated(run_id, status)

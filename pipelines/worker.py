@@ -21,6 +21,7 @@ from pipelines.checkpoints import STATE_FILE, atomic_save, export_encoder, verif
 from pipelines.config import ExperimentConfig, config_from_dict
 from pipelines.data import device_views, normalization, recipe_from_config
 from pipelines.progress import ProgressLine
+from pipelines.session import quiet_ray
 from pipelines.tracking import MetricLogger
 
 PRECISION = {"fp32": None, "bf16": torch.bfloat16}
@@ -89,8 +90,9 @@ def _schedules(config: ExperimentConfig, steps_per_epoch: int) -> tuple[StepSche
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point. ``loop_config``: {"config": plain dict, "run_id", "tracking_uri",
-    "num_train_rows"}."""
+    "num_train_rows", "stop_after_epochs"}."""
     config = config_from_dict(loop_config["config"])
+    quiet_ray()
     context = ray.train.get_context()  # Ray: rank and world size
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()  # Ray: this worker's device
@@ -123,7 +125,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             logger.log({f"train/{k}": v for k, v in metrics.items()}, global_step)
 
     shard = ray.train.get_dataset_shard("train")  # Ray: this worker's part of the stream
-    for epoch in range(first_epoch, config.train.epochs):
+    stop = loop_config.get("stop_after_epochs")
+    end_epoch = config.train.epochs if stop is None else min(config.train.epochs, first_epoch + stop)
+    for epoch in range(first_epoch, end_epoch):
         batches = shard.iter_torch_batches(batch_size=per_worker, drop_last=True, device=device)
         started = time.perf_counter()
         # A NaN/inf loss raises NonFiniteLossError naming the step, method and last metrics.
@@ -131,7 +135,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                               step, PRECISION[config.train.precision], config.train.grad_clip, on_step)  # fmt: skip
         step = int(metrics["last_step"])
         report = _epoch_metrics(metrics, epoch, step, time.perf_counter() - started, world)
-        last = epoch + 1 == config.train.epochs
+        last = epoch + 1 == end_epoch
         if rank == 0 and eval_split is not None and (last or _due(config.eval.every_epochs, epoch)):
             report["eval/knn_top1"] = knn_monitor(unwrap(model).backbone, eval_split, mean, std,
                                                   config.eval.knn_k, config.eval.knn_temperature, device)  # fmt: skip

@@ -1,0 +1,150 @@
+"""Augmentation throughput: our batched recipe path vs per-sample torchvision + PIL, and Ray's overhead.
+
+    .venv/bin/python bench/augment.py            # about 2 minutes on 2 cores
+    .venv/bin/python bench/augment.py --quick    # smoke run, seconds
+
+Part 1, images/s per core (torch pinned to 1 thread) of SimCLR's full two-view recipe on the
+same decoded uint8 images: ``reference_views`` (one PIL image at a time through torchvision v2,
+as the official pipelines) vs ``pipelines.data.augment_batch`` with the colour stage on the CPU
+(views quantised to uint8, what crosses the object store) and with it deferred to the device
+(geometric stage only on the CPU). Decoding is excluded from both: the pipeline decodes once.
+
+Part 2, the Ray overhead: one epoch of ``build_datasets(config).train`` on a 1-CPU local Ray
+(1-CPU tasks, so one at a time) vs ``augment_batch`` called in a loop over the same decoded
+images with the same batch size, in this process.
+"""
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from cl_core.datasets import load_fashion_mnist  # noqa: E402
+from cl_core.transforms import ViewRecipe, build_recipe, reference_views  # noqa: E402
+from pipelines.config import load_config  # noqa: E402
+from pipelines.data import augment_batch, build_datasets, recipe_from_config  # noqa: E402
+from pipelines.decode import decode_image  # noqa: E402
+
+
+def natural_images(n: int, size: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """(n, channels, size, size) uint8: smooth random colour fields plus fine texture (JPEG-realistic)."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, channels, 8, 8, generator=g) * 255
+    smooth = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
+    texture = torch.randn(n, channels, size, size, generator=g) * 12
+    return (smooth + texture).clamp(0, 255).round().byte().numpy()
+
+
+def write_jpegs(images: np.ndarray, root: Path) -> list[Path]:
+    """Save (n, 3, s, s) uint8 images as quality-90 JPEGs; return their paths."""
+    paths = [root / f"{i:05d}.jpg" for i in range(len(images))]
+    for image, path in zip(images, paths):
+        Image.fromarray(image.transpose(1, 2, 0)).save(path, quality=90)
+    return paths
+
+
+def rate(fn: Callable[[], object], n: int, repeats: int) -> float:
+    """Images/s of ``fn`` processing ``n`` images: median over ``repeats`` timed runs after a warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return n / statistics.median(times)
+
+
+def plain_loop(images: np.ndarray, recipe: ViewRecipe, colour_on_device: bool, batch_rows: int) -> None:
+    """``augment_batch`` over ``images`` in chunks of ``batch_rows``, as one Ray Data task would."""
+    labels = np.zeros(len(images), dtype=np.int64)
+    for start in range(0, len(images), batch_rows):
+        chunk = {"image": images[start : start + batch_rows], "label": labels[start : start + batch_rows]}
+        augment_batch(chunk, recipe, colour_on_device, seed=start)
+
+
+def recipe_table(sets: dict[str, tuple[np.ndarray, ViewRecipe]], repeats: int) -> None:
+    """Part 1: per-sample PIL vs our full and geometric-only paths, per data set."""
+    print("\nSimCLR two views, images/s per core (1 thread); ratio = ours / per-sample torchvision+PIL")
+    print(f"{'data':<24}{'n':>6}{'PIL':>9}{'ours full':>11}{'ratio':>7}{'ours, colour on device':>24}{'ratio':>7}")
+    for name, (images, recipe) in sets.items():
+        n, batch_rows, hwc = len(images), 64, np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+        pil = rate(lambda: reference_views(hwc, recipe, seed=0), n, max(1, repeats // 2))
+        full = rate(lambda: plain_loop(images, recipe, False, batch_rows), n, repeats)
+        geometric = rate(lambda: plain_loop(images, recipe, True, batch_rows), n, repeats)
+        print(f"{name:<24}{n:>6}{pil:>9.0f}{full:>11.0f}{full / pil:>6.1f}x{geometric:>24.0f}{geometric / pil:>6.1f}x")
+
+
+def ray_epoch_rate(dataset, epochs: int) -> tuple[float, int]:
+    """Median images/s of full passes over ``dataset`` (after a warm-up pass) and the row count."""
+    def one_pass() -> int:
+        return sum(len(batch["label"]) for batch in dataset.iter_batches(batch_size=None))
+
+    rows = one_pass()
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        assert one_pass() == rows
+        times.append(time.perf_counter() - start)
+    return rows / statistics.median(times), rows
+
+
+def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, epochs: int) -> None:
+    """Part 2: Ray Data pipeline vs the plain loop, colour stage deferred (the default)."""
+    import ray
+    import ray.data
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    common = {"augment": {"cpus_per_task": 1.0, "batch_rows": 128}, "eval": {"train_size": 64, "test_size": 64}}
+    cases = {
+        "224 px JPEG folder": {"data": {"source": "image_folder", "path": str(folder), "image_size": 224,
+                                        "channels": 3, "folder_labels": False}},  # fmt: skip
+        "28 px Fashion-MNIST": {"data": {"limit": fmnist_limit}},
+    }
+    print("\nRay Data (1-CPU local Ray) vs augment_batch in a loop, images/s, colour on device")
+    print(f"{'data':<24}{'n':>7}{'plain':>9}{'Ray':>9}{'overhead':>10}")
+    for name, values in cases.items():
+        config = load_config(values=values | common)
+        datasets = build_datasets(config)
+        ray_rate, n = ray_epoch_rate(datasets.train, epochs)
+        images = jpeg_images if "JPEG" in name else load_fashion_mnist(limit=fmnist_limit)[0][:, None]
+        recipe = recipe_from_config(config)
+        plain = rate(lambda: plain_loop(images, recipe, True, config.augment.batch_rows), len(images), epochs)
+        print(f"{name:<24}{n:>7}{plain:>9.0f}{ray_rate:>9.0f}{1 - ray_rate / plain:>9.1%}")
+    ray.shutdown()
+
+
+def main(quick: bool) -> None:
+    torch.set_num_threads(1)  # per-core figures; Ray Data tasks pin themselves to 1 thread too
+    n224, n_small, n_ray, n_fmnist, repeats = (8, 64, 64, 2048, 1) if quick else (96, 2048, 1024, 30000, 3)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        paths = write_jpegs(natural_images(n_ray, 224), folder)
+        jpeg_images = np.stack([decode_image(p.read_bytes(), 224, 3) for p in paths])  # (n, 3, 224, 224)
+        fmnist = load_fashion_mnist(limit=n_small)[0][:, None]  # (n, 1, 28, 28)
+        sets = {
+            "224 px JPEG (RGB)": (jpeg_images[:n224], build_recipe("simclr", size=224)),
+            "32 px arrays (RGB)": (natural_images(n_small, 32, seed=1), build_recipe("simclr", size=32, blur_prob=0.0)),
+            "28 px Fashion-MNIST (L)": (fmnist, build_recipe("simclr", size=28, blur_prob=0.0)),
+        }  # fmt: skip
+        recipe_table(sets, repeats)
+        ray_table(folder, jpeg_images, n_fmnist, max(1, repeats - 1))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run")
+    main(parser.parse_args().quick)

@@ -1,0 +1,133 @@
+"""A corpus decoded once: every image decoded and resized, materialised, bad files accounted for.
+
+Decoded rows keep a bad file as an all-zero image with its reason in ``error``; every later step
+skips such rows. One pass over the small columns gives the report. Labelled folders and Parquet
+hold out the rows with ``held_out(key)`` for the kNN monitor's test set (Fashion-MNIST: t10k).
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import ray.data
+
+from pipelines import readers
+from pipelines.decode import CorpusReport, decode_batch, held_out
+
+if TYPE_CHECKING:
+    from pipelines.config import DataConfig, ExperimentConfig
+
+LOG = logging.getLogger(__name__)
+DECODE_BATCH_ROWS = 64
+MAX_EXAMPLES = 20
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A decoded corpus (materialised: decoded once, reused every epoch).
+
+    Attributes:
+        train: rows of ``decode_batch``: ``image`` (c, s, s) uint8, ``label``, ``key``,
+            ``error`` ("" when fine), ``bad_path``.
+        test: Fashion-MNIST's decoded t10k rows, None for other sources.
+        report: bad-file accounting of ``train``.
+        labelled: every good row has a label >= 0.
+        holdout: fraction of ``train``'s keys held out (0 when unlabelled or ``test`` exists).
+        num_train_rows: good rows not held out.
+        num_held_out: good rows held out.
+    """
+
+    train: ray.data.Dataset
+    test: ray.data.Dataset | None
+    report: CorpusReport
+    labelled: bool
+    holdout: float
+    num_train_rows: int
+    num_held_out: int
+
+
+def _decode(raw: ray.data.Dataset, data: "DataConfig", cpus: float) -> ray.data.Dataset:
+    kwargs = {"size": data.image_size, "channels": data.channels}
+    decoded = raw.map_batches(decode_batch, fn_kwargs=kwargs, batch_size=DECODE_BATCH_ROWS, num_cpus=cpus)
+    return decoded.materialize()
+
+
+def _census(decoded: ray.data.Dataset) -> tuple[CorpusReport, np.ndarray, bool]:
+    """One pass over the small columns: the report, the good rows' keys, whether all are labelled."""
+    report, keys, labelled = CorpusReport(total=0, bad=0), [], True
+    for batch in decoded.select_columns(["key", "label", "error", "bad_path"]).iter_batches(batch_size=None):
+        good = batch["error"] == ""
+        report.total += len(good)
+        report.bad += int((~good).sum())
+        room = MAX_EXAMPLES - len(report.bad_examples)
+        paths, reasons = batch["bad_path"][~good][:room], batch["error"][~good][:room]
+        report.bad_examples += [(str(path), str(reason)) for path, reason in zip(paths, reasons)]
+        keys.append(batch["key"][good])
+        labelled = labelled and bool((batch["label"][good] >= 0).all())
+    good_keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+    return report, good_keys, labelled and len(good_keys) > 0
+
+
+def check_corpus(report: CorpusReport, max_bad_fraction: float, where: str) -> None:
+    """Raise if too much of the corpus is bad, else log the skipped files (up to 20).
+
+    Raises:
+        ValueError: ``report.bad_fraction > max_bad_fraction`` or no good image; names up to 5
+            examples.
+    """
+    if report.bad == 0:
+        return
+    examples = "; ".join(f"{path}: {reason}" for path, reason in report.bad_examples[:5])
+    summary = f"{report.bad} of {report.total} images in {where} are bad ({report.bad_fraction:.1%})"
+    if report.bad_fraction > max_bad_fraction or report.bad == report.total:
+        why = f"> data.max_bad_fraction={max_bad_fraction}" if report.bad < report.total else "none readable"
+        raise ValueError(f"{summary}: {why}; e.g. {examples}")
+    listed = "\n  ".join(f"{path}: {reason}" for path, reason in report.bad_examples)
+    LOG.warning("%s and were skipped; the first %d:\n  %s", summary, len(report.bad_examples), listed)
+
+
+def read_corpus(config: "ExperimentConfig") -> Corpus:
+    """Read ``config.data``'s source, decode and resize every image once, account for bad files."""
+    data, cpus = config.data, config.augment.cpus_per_task
+    test = None
+    if data.source == "fashion_mnist":
+        raw, raw_test = readers.fashion_mnist(data, config.eval.test_size)
+        test = _decode(raw_test, data, cpus)
+    else:
+        raw = readers.image_folder(data) if data.source == "image_folder" else readers.parquet(data, cpus)
+    train = _decode(raw, data, cpus)
+    report, keys, labelled = _census(train)
+    check_corpus(report, data.max_bad_fraction, data.path or data.source)
+    holdout = data.holdout_fraction if labelled and test is None else 0.0
+    n_held = int(held_out(keys, holdout).sum())
+    return Corpus(train, test, report, labelled, holdout, len(keys) - n_held, n_held)
+
+
+def _eval_rows(batch: dict[str, np.ndarray], want_held_out: bool, holdout: float) -> dict[str, np.ndarray]:
+    """The good rows of one side of the held-out split: ``image`` (n, c, s, s), ``label`` (n,)."""
+    keep = (batch["error"] == "") & (held_out(batch["key"], holdout) == want_held_out)
+    return {"image": batch["image"][keep], "label": batch["label"][keep].astype(np.int64)}
+
+
+def _eval_set(decoded: ray.data.Dataset, want_held_out: bool, holdout: float, size: int, cpus: float):
+    kwargs = {"want_held_out": want_held_out, "holdout": holdout}
+    return decoded.map_batches(_eval_rows, fn_kwargs=kwargs, num_cpus=cpus).limit(size).materialize()
+
+
+def eval_sets(corpus: Corpus, config: "ExperimentConfig") -> tuple[ray.data.Dataset | None, ...]:
+    """The kNN monitor's (memory bank, queries), un-augmented and materialised, or (None, None).
+
+    Memory bank: the first ``eval.train_size`` training rows; queries: the first
+    ``eval.test_size`` held-out rows (Fashion-MNIST: of t10k). None without labels or when no
+    row fell in the held-out split.
+    """
+    cpus = config.augment.cpus_per_task
+    if not corpus.labelled or (corpus.test is None and corpus.num_held_out == 0):
+        if corpus.labelled:
+            LOG.warning("no image fell in the held-out split (data.holdout_fraction): no kNN monitor")
+        return None, None
+    bank = _eval_set(corpus.train, False, corpus.holdout, config.eval.train_size, cpus)
+    if corpus.test is not None:
+        return bank, _eval_set(corpus.test, False, 0.0, config.eval.test_size, cpus)
+    return bank, _eval_set(corpus.train, True, corpus.holdout, config.eval.test_size, cpus)
