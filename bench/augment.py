@@ -16,6 +16,7 @@ images with the same batch size, in this process.
 
 import argparse
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -33,17 +34,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from cl_core.datasets import load_fashion_mnist  # noqa: E402
 from cl_core.transforms import ViewRecipe, build_recipe, reference_views  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
-from pipelines.data import augment_batch, build_datasets, recipe_from_config  # noqa: E402
+from pipelines.data import augment_batch, build_datasets, recipe_from_config, task_rows  # noqa: E402
 from pipelines.decode import decode_image  # noqa: E402
 
 
 def natural_images(n: int, size: int, channels: int = 3, seed: int = 0) -> np.ndarray:
     """(n, channels, size, size) uint8: smooth random colour fields plus fine texture (JPEG-realistic)."""
-    g = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(n, channels, 8, 8, generator=g) * 255
-    smooth = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
-    texture = torch.randn(n, channels, size, size, generator=g) * 12
-    return (smooth + texture).clamp(0, 255).round().byte().numpy()
+    g, out = torch.Generator().manual_seed(seed), np.empty((n, channels, size, size), dtype=np.uint8)
+    for start in range(0, n, 256):  # chunks: float images of 224 px take 600 KB each
+        coarse = torch.rand(min(256, n - start), channels, 8, 8, generator=g) * 255
+        smooth = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
+        texture = torch.randn(smooth.shape, generator=g) * 12
+        out[start : start + 256] = (smooth + texture).clamp(0, 255).round().byte().numpy()
+    return out
 
 
 def write_jpegs(images: np.ndarray, root: Path) -> list[Path]:
@@ -104,11 +107,14 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, epochs: 
     import ray
     import ray.data
 
+    # Ray nices its workers to 15; on a machine busy with other work that alone slows the tasks
+    # against this (nice 0) process. Same priority for both, so the ratio measures Ray.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    common = {"augment": {"cpus_per_task": 1.0, "batch_rows": 128}, "eval": {"train_size": 64, "test_size": 64}}
+    common = {"augment": {"cpus_per_task": 1.0}, "eval": {"train_size": 64, "test_size": 64}}
     cases = {
         "224 px JPEG folder": {"data": {"source": "image_folder", "path": str(folder), "image_size": 224,
                                         "channels": 3, "folder_labels": False}},  # fmt: skip
@@ -122,14 +128,14 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, epochs: 
         ray_rate, n = ray_epoch_rate(datasets.train, epochs)
         images = jpeg_images if "JPEG" in name else load_fashion_mnist(limit=fmnist_limit)[0][:, None]
         recipe = recipe_from_config(config)
-        plain = rate(lambda: plain_loop(images, recipe, True, config.augment.batch_rows), len(images), epochs)
+        plain = rate(lambda: plain_loop(images, recipe, True, task_rows(config)), len(images), epochs)
         print(f"{name:<24}{n:>7}{plain:>9.0f}{ray_rate:>9.0f}{1 - ray_rate / plain:>9.1%}")
     ray.shutdown()
 
 
 def main(quick: bool) -> None:
     torch.set_num_threads(1)  # per-core figures; Ray Data tasks pin themselves to 1 thread too
-    n224, n_small, n_ray, n_fmnist, repeats = (8, 64, 64, 2048, 1) if quick else (96, 2048, 1024, 30000, 3)
+    n224, n_small, n_ray, n_fmnist, repeats = (8, 64, 64, 2048, 1) if quick else (96, 2048, 2048, 30000, 3)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = write_jpegs(natural_images(n_ray, 224), folder)

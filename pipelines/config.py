@@ -49,7 +49,7 @@ class AugmentConfig:
     params: dict[str, Any] = field(default_factory=dict)  # keywords of the recipe builder
     colour_on_device: bool = True  # uint8 crops over the object store, colour on the trainer
     cpus_per_task: float = 0.25
-    batch_rows: int = 256  # images per map_batches call (aim for >= 100 ms of work each)
+    batch_rows: int | None = None  # images per map_batches call; None: ~32 MB of input (64..4096)
 
 
 @dataclass(frozen=True)

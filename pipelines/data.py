@@ -110,6 +110,14 @@ def augment_batch(
     return out | {"label": np.asarray(batch["label"], dtype=np.int64)}
 
 
+def task_rows(config: "ExperimentConfig") -> int:
+    """Images per augmentation call: ``augment.batch_rows``, else about 32 MB of uint8 input,
+    64 to 4096 rows (>= ~100 ms of work per call; Ray Data's per-task overhead is several ms)."""
+    if config.augment.batch_rows is not None:
+        return config.augment.batch_rows
+    return int(min(4096, max(64, 2**25 // (config.data.channels * config.data.image_size**2))))
+
+
 def batch_seed(train_seed: int, key: int, entropy: int) -> int:
     """A 64-bit generator seed mixing the run seed, a row key and entropy (NumPy SeedSequence)."""
     words = [train_seed & (2**64 - 1), key & (2**64 - 1), entropy & (2**64 - 1)]
@@ -140,7 +148,7 @@ def build_datasets(config: "ExperimentConfig") -> Datasets:
     corpus = read_corpus(config)
     kwargs = {"recipe": recipe_from_config(config), "colour_on_device": config.augment.colour_on_device,
               "train_seed": config.train.seed, "holdout": corpus.holdout}  # fmt: skip
-    train = corpus.train.map_batches(_train_rows, fn_kwargs=kwargs, batch_size=config.augment.batch_rows,
+    train = corpus.train.map_batches(_train_rows, fn_kwargs=kwargs, batch_size=task_rows(config),
                                      num_cpus=config.augment.cpus_per_task)  # fmt: skip
     eval_train, eval_test = eval_sets(corpus, config)
     return Datasets(train, eval_train, eval_test, corpus.report, corpus.num_train_rows)

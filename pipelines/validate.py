@@ -76,7 +76,7 @@ def _validate_augment(config: "ExperimentConfig") -> None:
     aug = config.augment
     _one_of(aug.recipe, sorted(RECIPES), "augment.recipe")
     _require(aug.cpus_per_task > 0, "augment.cpus_per_task", "must be > 0")
-    _require(aug.batch_rows >= 1, "augment.batch_rows", f"must be >= 1, got {aug.batch_rows}")
+    _require(aug.batch_rows is None or aug.batch_rows >= 1, "augment.batch_rows", "must be >= 1 or null")
     try:
         recipe = recipe_from_config(config)  # sizes default to data.image_size
     except TypeError as exc:

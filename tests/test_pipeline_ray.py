@@ -59,7 +59,7 @@ def test_pretrain__resumed_run_continues_the_step_counter_and_the_moco_queue(ray
     main(config, run_dir, resume=True)
     assert [s for s, _ in history(uri, run_id, "train/epoch")] == [8, 16]
     assert [v for _, v in history(uri, run_id, "train/epoch")] == [1.0, 2.0]
-    final = sorted(run_dir.glob("checkpoint_*"))[-1]
+    final = sorted(p for p in run_dir.glob("checkpoint_*") if p.is_dir())[-1]
     state = verified_load(final / STATE_FILE)
     assert state["step"] == 16 and state["epoch"] == 2
     # 16 steps x 64 keys = 1024 pushes: the pointer is back at 0 only if epoch 1's queue was restored.
