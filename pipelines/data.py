@@ -13,6 +13,7 @@ pipeline is not bit-reproducible (fresh entropy; Ray Data's batch boundaries are
 import inspect
 import logging
 import secrets
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -98,7 +99,9 @@ def augment_batch(
     Returns:
         ``view_i`` (n, c, size_i, size_i) uint8 per view, ``label`` (n,) int64.
     """
-    images = torch.from_numpy(np.require(batch["image"], np.uint8, ["C", "W"]))  # (n, c, s, s)
+    with warnings.catch_warnings():  # Ray Data's batches are read-only views; make_views never writes them
+        warnings.simplefilter("ignore", UserWarning)
+        images = torch.from_numpy(np.ascontiguousarray(batch["image"], dtype=np.uint8))  # (n, c, s, s)
     n, c = images.shape[:2]
     if n == 0:
         views = [images.new_zeros((0, c, s, s)) for s in recipe.sizes]
@@ -132,7 +135,7 @@ def _train_rows(
     keep = (batch["error"] == "") & ~held_out(batch["key"], holdout)
     key = int(batch["key"][0]) if len(batch["key"]) else 0
     seed = batch_seed(train_seed, key, secrets.randbits(64))  # fresh entropy: new views every epoch
-    rows = {"image": batch["image"][keep], "label": batch["label"][keep]}
+    rows = batch if keep.all() else {"image": batch["image"][keep], "label": batch["label"][keep]}  # no copy
     return augment_batch(rows, recipe, colour_on_device, seed)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import ray
 
-RAY_SESSION_MARKER = "/ray/session_"
+RAY_SESSION_MARKER = "/runtime_resources/"  # where Ray unpacks a job's --working-dir
 
 
 def output_home() -> Path:

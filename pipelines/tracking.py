@@ -22,11 +22,22 @@ def default_tracking_uri(base_dir: str | Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(base_dir).resolve() / 'mlflow.db'}"
 
 
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """For a sqlite store, an absolute artifact folder beside the database (MLflow's default
+    ``./mlartifacts`` is relative to whichever process creates the experiment: inside a Ray
+    job that is a temporary copy of the working dir). None lets a tracking server decide."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts" / experiment).as_uri()
+
+
 def start_run(uri: str, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
     """Create a run (experiment created on first use); returns its id."""
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    experiment_id = (
+        found.experiment_id if found else client.create_experiment(experiment, artifact_location(uri, experiment))
+    )
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     items = [(k, "None" if v is None else str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(params.items())]
     for start in range(0, len(items), 100):

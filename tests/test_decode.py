@@ -172,6 +172,7 @@ def test_list_image_folder__empty_or_missing_folder_raises_naming_the_path(tmp_p
 @pytest.fixture(scope="module")
 def batch() -> dict[str, np.ndarray]:
     images = np.random.default_rng(0).integers(0, 256, (1, 3, 40, 40), dtype=np.uint8).repeat(6, axis=0)
+    images.flags.writeable = False  # as Ray Data hands batches out
     return {"image": images, "label": np.arange(6)}  # 6 copies of one image
 
 
