@@ -122,7 +122,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     def on_step(global_step: int, metrics: dict[str, float]) -> None:
         if logger is not None and global_step % 10 == 0:
-            logger.log({f"train/{k}": v for k, v in metrics.items()}, global_step)
+            logger.log({f"train/step_{k}": v for k, v in metrics.items()}, global_step)
 
     shard = ray.train.get_dataset_shard("train")  # Ray: this worker's part of the stream
     stop = loop_config.get("stop_after_epochs")
