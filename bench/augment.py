@@ -1,7 +1,7 @@
 """Augmentation throughput: our batched recipe path vs per-sample torchvision + PIL, and Ray's overhead.
 
-    .venv/bin/python bench/augment.py            # about 2 minutes on 2 cores
-    .venv/bin/python bench/augment.py --quick    # smoke run, seconds
+    .venv/bin/python bench/augment.py            # about 2.5 minutes on 2 cores
+    .venv/bin/python bench/augment.py --quick    # smoke run, under a minute
 
 Part 1, images/s per core (torch pinned to 1 thread) of SimCLR's full two-view recipe on the
 same decoded uint8 images: ``reference_views`` (one PIL image at a time through torchvision v2,
@@ -9,9 +9,9 @@ as the official pipelines) vs ``pipelines.data.augment_batch`` with the colour s
 (views quantised to uint8, what crosses the object store) and with it deferred to the device
 (geometric stage only on the CPU). Decoding is excluded from both: the pipeline decodes once.
 
-Part 2, the Ray overhead: one epoch of ``build_datasets(config).train`` on a 1-CPU local Ray
-(1-CPU tasks, so one at a time) vs ``augment_batch`` called in a loop over the same decoded
-images with the same batch size, in this process.
+Part 2, the Ray overhead: an epoch of ``build_datasets(config).train`` (default config) on a
+1-CPU local Ray, so one task at a time, vs ``augment_batch`` called in a loop over the same
+decoded images with the same rows per call, in this process.
 """
 
 import argparse
@@ -57,15 +57,10 @@ def write_jpegs(images: np.ndarray, root: Path) -> list[Path]:
     return paths
 
 
-def rate(fn: Callable[[], object], n: int, repeats: int) -> float:
-    """Images/s of ``fn`` processing ``n`` images: median over ``repeats`` timed runs after a warm-up."""
+def seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return n / statistics.median(times)
+    return time.perf_counter() - start
 
 
 def plain_loop(images: np.ndarray, recipe: ViewRecipe, colour_on_device: bool, batch_rows: int) -> None:
@@ -76,35 +71,55 @@ def plain_loop(images: np.ndarray, recipe: ViewRecipe, colour_on_device: bool, b
         augment_batch(chunk, recipe, colour_on_device, seed=start)
 
 
-def recipe_table(sets: dict[str, tuple[np.ndarray, ViewRecipe]], repeats: int) -> None:
-    """Part 1: per-sample PIL vs our full and geometric-only paths, per data set."""
+def recipe_table(sets: dict[str, tuple[np.ndarray, ViewRecipe]], rounds: int) -> None:
+    """Part 1: per-sample PIL vs our full and geometric-only paths, per data set. The three run in
+    turn ``rounds`` times after a warm-up (this machine's speed drifts); medians over rounds."""
     print("\nSimCLR two views, images/s per core (1 thread); ratio = ours / per-sample torchvision+PIL")
     print(f"{'data':<24}{'n':>6}{'PIL':>9}{'ours full':>11}{'ratio':>7}{'ours, colour on device':>24}"
           f"{'ratio':>7}")  # fmt: skip
     for name, (images, recipe) in sets.items():
-        n, batch_rows, hwc = len(images), 64, np.ascontiguousarray(images.transpose(0, 2, 3, 1))
-        pil = rate(lambda: reference_views(hwc, recipe, seed=0), n, max(1, repeats // 2))
-        full = rate(lambda: plain_loop(images, recipe, False, batch_rows), n, repeats)
-        geometric = rate(lambda: plain_loop(images, recipe, True, batch_rows), n, repeats)
-        print(f"{name:<24}{n:>6}{pil:>9.0f}{full:>11.0f}{full / pil:>6.1f}x{geometric:>24.0f}"
-              f"{geometric / pil:>6.1f}x")  # fmt: skip
+        hwc = np.ascontiguousarray(images.transpose(0, 2, 3, 1))  # reference_views takes (b, h, w, c)
+        paths = [lambda: reference_views(hwc, recipe, seed=0), lambda: plain_loop(images, recipe, False, 64),
+                 lambda: plain_loop(images, recipe, True, 64)]  # fmt: skip
+        for path in paths:
+            path()
+        times = [[seconds(path) for path in paths] for _ in range(rounds)]  # (rounds, 3)
+        pil, full, geometric = (len(images) / statistics.median(column) for column in zip(*times))
+        full_ratio, geometric_ratio = (statistics.median(t[0] / t[i] for t in times) for i in (1, 2))
+        print(f"{name:<24}{len(images):>6}{pil:>9.0f}{full:>11.0f}{full_ratio:>6.1f}x{geometric:>24.0f}"
+              f"{geometric_ratio:>6.1f}x")  # fmt: skip
 
 
-def ray_epoch_rate(dataset, epochs: int) -> tuple[float, int]:
-    """Median images/s of full passes over ``dataset`` (after a warm-up pass) and the row count."""
-    def one_pass() -> int:
-        return sum(len(batch["label"]) for batch in dataset.iter_batches(batch_size=None))
-
-    rows = one_pass()
-    times = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        assert one_pass() == rows
-        times.append(time.perf_counter() - start)
-    return rows / statistics.median(times), rows
+def timed_pass(dataset) -> tuple[int, float, float]:
+    """One pass over ``dataset``: (rows, seconds, seconds to the first batch)."""
+    start, rows, first = time.perf_counter(), 0, 0.0
+    for batch in dataset.iter_batches(batch_size=None):
+        first = first or time.perf_counter() - start
+        rows += len(batch["label"])
+    return rows, time.perf_counter() - start, first
 
 
-def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, epochs: int) -> None:
+def interleaved_rates(dataset, plain: Callable[[], object], rounds: int) -> dict[str, float]:
+    """A pass over ``dataset`` and one of ``plain`` (the same images) in alternation, ``rounds``
+    times after a warm-up each: this machine's speed drifts (shared cores), so each round's Ray /
+    plain ratio compares neighbours in time. Medians over rounds.
+
+    Returns:
+        rows, plain and Ray images/s, the Ray / plain ratio, Ray's seconds to the first batch.
+    """
+    rows = timed_pass(dataset)[0]
+    plain()
+    stats = []
+    for _ in range(rounds):
+        _, elapsed, first = timed_pass(dataset)
+        plain_rate = rows / seconds(plain)
+        stats.append((plain_rate, rows / elapsed, rows / elapsed / plain_rate, first))
+    plain_rate, ray_rate, ratio, first = (statistics.median(column) for column in zip(*stats))
+    ratios = [r[2] for r in stats]
+    return dict(rows=rows, plain=plain_rate, ray=ray_rate, ratio=ratio, first=first, ratios=ratios)
+
+
+def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, rounds: int) -> None:
     """Part 2: Ray Data pipeline vs the plain loop, colour stage deferred (the default)."""
     import ray
     import ray.data
@@ -117,28 +132,32 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, epochs: 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    common = {"augment": {"cpus_per_task": 1.0}, "eval": {"train_size": 64, "test_size": 64}}
+    common = {"eval": {"train_size": 64, "test_size": 64}}  # default augment: 0.25-CPU tasks, 1 at a time
     cases = {
         "224 px JPEG folder": {"data": {"source": "image_folder", "path": str(folder), "image_size": 224,
                                         "channels": 3, "folder_labels": False}},  # fmt: skip
-        "28 px Fashion-MNIST": {"data": {"limit": fmnist_limit}},
+        "28 px Fashion-MNIST": {"data": {"limit": fmnist_limit}},  # 60,000: one real epoch
     }
     print("\nRay Data (1-CPU local Ray) vs augment_batch in a loop, images/s, colour on device")
-    print(f"{'data':<24}{'n':>7}{'plain':>9}{'Ray':>9}{'overhead':>10}")
+    print("overhead = 1 - median over rounds of (Ray / plain in the same round); plain, Ray: median images/s")
+    print(f"{'data':<24}{'n':>7}{'plain':>9}{'Ray':>9}{'overhead':>10}{'1st batch s':>13}  per round")
     for name, values in cases.items():
         config = load_config(values=values | common)
         datasets = build_datasets(config)
-        ray_rate, n = ray_epoch_rate(datasets.train, epochs)
         images = jpeg_images if "JPEG" in name else load_fashion_mnist(limit=fmnist_limit)[0][:, None]
-        recipe = recipe_from_config(config)
-        plain = rate(lambda: plain_loop(images, recipe, True, task_rows(config)), len(images), epochs)
-        print(f"{name:<24}{n:>7}{plain:>9.0f}{ray_rate:>9.0f}{1 - ray_rate / plain:>9.1%}")
+        recipe, rows = recipe_from_config(config), task_rows(config)
+        loop = lambda: plain_loop(images, recipe, True, rows)  # noqa: E731
+        r = interleaved_rates(datasets.train, loop, rounds)
+        assert r["rows"] == len(images)
+        rounds_text = " ".join(f"{1 - x:.0%}" for x in r["ratios"])
+        print(f"{name:<24}{len(images):>7}{r['plain']:>9.0f}{r['ray']:>9.0f}{1 - r['ratio']:>10.1%}"
+              f"{r['first']:>13.2f}  {rounds_text}")  # fmt: skip
     ray.shutdown()
 
 
 def main(quick: bool) -> None:
     torch.set_num_threads(1)  # per-core figures; Ray Data tasks pin themselves to 1 thread too
-    n224, n_small, n_ray, n_fmnist, repeats = (8, 64, 64, 2048, 1) if quick else (96, 2048, 2048, 30000, 3)
+    n224, n_small, n_ray, n_fmnist, rounds = (8, 64, 64, 2048, 1) if quick else (96, 2048, 2048, 60000, 3)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = write_jpegs(natural_images(n_ray, 224), folder)
@@ -152,8 +171,8 @@ def main(quick: bool) -> None:
             "32 px arrays (RGB)": (natural_images(n_small, 32, seed=1), simclr(32)),
             "28 px Fashion-MNIST (L)": (fmnist, simclr(28)),
         }
-        recipe_table(sets, repeats)
-        ray_table(folder, jpeg_images, n_fmnist, max(1, repeats - 1))
+        recipe_table(sets, rounds)
+        ray_table(folder, jpeg_images, n_fmnist, rounds + 2 if not quick else 1)
 
 
 if __name__ == "__main__":

@@ -152,7 +152,7 @@ def build_datasets(config: "ExperimentConfig") -> Datasets:
     kwargs = {"recipe": recipe_from_config(config), "colour_on_device": config.augment.colour_on_device,
               "train_seed": config.train.seed, "holdout": corpus.holdout}  # fmt: skip
     train = corpus.train.map_batches(_train_rows, fn_kwargs=kwargs, batch_size=task_rows(config),
-                                     num_cpus=config.augment.cpus_per_task)  # fmt: skip
+                                     **corpus.tasks)  # fmt: skip
     eval_train, eval_test = eval_sets(corpus, config)
     return Datasets(train, eval_train, eval_test, corpus.report, corpus.num_train_rows)
 

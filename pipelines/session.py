@@ -36,7 +36,7 @@ def connect(num_cpus: int | None = None) -> str:
     except ConnectionError:
         pass
     # Ray: a local instance; the dashboard stays on (Train V2 frees placement groups through it).
-    ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", **quiet)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", **quiet)
     return "a new local Ray instance"
 
 
