@@ -4,10 +4,11 @@ Losses, methods, backbones, view recipes, schedules, LARS, kNN / linear-probe ev
 a single-process trainer. Importable without Ray or MLflow.
 """
 
-from cl_core.backbones import available_backbones, build_backbone
+from cl_core.backbones import VIDEO_BACKBONES, available_backbones, build_backbone
 from cl_core.methods import Method, MethodOutput, available_methods, build_method, register_method
 
 __all__ = [
+    "VIDEO_BACKBONES",
     "Method",
     "MethodOutput",
     "available_backbones",

@@ -1,6 +1,7 @@
 """Backbones by name. Methods receive a built backbone; they never parse names.
 
-Every backbone maps images (b, c, h, w) to features (b, output_dim) and carries an
+Every image backbone maps images (b, c, h, w) to features (b, output_dim); every video backbone
+(``VIDEO_BACKBONES``) maps clips (b, c, t, h, w) to (b, output_dim). Each carries an
 ``output_dim`` attribute.
 """
 
@@ -56,11 +57,59 @@ def _resnet(factory: Callable[..., nn.Module], in_channels: int, small_images: b
     return model
 
 
+class TinyCNN3D(nn.Module):
+    """Four Conv3d-BN-ReLU blocks and global average pooling over (t, h, w): a fast video
+    backbone for tests and 32-64 px smoke runs. Time is downsampled once, space three times.
+
+    Args:
+        in_channels: channels of the input frames.
+        width: channels of the first block; doubled twice.
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 16) -> None:
+        super().__init__()
+        chans = [in_channels, width, 2 * width, 4 * width, 4 * width]
+        strides = [(1, 1, 1), (1, 2, 2), (2, 2, 2), (1, 2, 2)]
+        layers: list[nn.Module] = []
+        for c_in, c_out, stride in zip(chans[:-1], chans[1:], strides):
+            layers += [
+                nn.Conv3d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm3d(c_out),
+                nn.ReLU(inplace=True),
+            ]
+        self.features = nn.Sequential(*layers)
+        self.output_dim = chans[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (b, c, t, h, w) -> (b, output_dim)
+        return self.features(x).mean(dim=(2, 3, 4))
+
+
+def _video_resnet(factory: Callable[..., nn.Module], in_channels: int, small_images: bool) -> nn.Module:
+    """A torchvision video ResNet (R3D-18, R(2+1)D-18; arXiv 1711.11248) without its classifier.
+
+    ``small_images`` makes the stem's spatial stride 1 (for 32-64 px clips); ``in_channels``
+    other than 3 replaces the stem's first convolution.
+    """
+    model = factory(weights=None)
+    stem = model.stem[0]
+    if small_images or in_channels != 3:
+        stride = (1, 1, 1) if small_images else stem.stride
+        model.stem[0] = nn.Conv3d(in_channels, stem.out_channels, stem.kernel_size, stride, stem.padding, bias=False)
+    model.output_dim = model.fc.in_features
+    model.fc = nn.Identity()
+    return model
+
+
 _BACKBONES: dict[str, Callable[[int, bool], nn.Module]] = {
     "tiny_cnn": lambda in_channels, small: TinyCNN(in_channels),
     "resnet18": lambda in_channels, small: _resnet(torchvision.models.resnet18, in_channels, small),
     "resnet50": lambda in_channels, small: _resnet(torchvision.models.resnet50, in_channels, small),
+    "tiny_cnn3d": lambda in_channels, small: TinyCNN3D(in_channels),
+    "r3d_18": lambda in_channels, small: _video_resnet(torchvision.models.video.r3d_18, in_channels, small),
+    "r2plus1d_18": lambda in_channels, small: _video_resnet(torchvision.models.video.r2plus1d_18, in_channels, small),
 }
+VIDEO_BACKBONES = frozenset({"tiny_cnn3d", "r3d_18", "r2plus1d_18"})  # input (b, c, t, h, w)
 
 
 def available_backbones() -> list[str]:
@@ -77,7 +126,8 @@ def build_backbone(name: str, in_channels: int = 3, small_images: bool = False) 
         small_images: use the small-image stem (ResNets only; the tiny CNN is always small).
 
     Returns:
-        A module mapping (b, in_channels, h, w) to (b, output_dim), with ``output_dim`` set.
+        A module mapping (b, in_channels, h, w) (video backbones: (b, in_channels, t, h, w)) to
+        (b, output_dim), with ``output_dim`` set.
     """
     if name not in _BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; allowed: {', '.join(available_backbones())}")

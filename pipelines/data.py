@@ -146,6 +146,10 @@ def build_datasets(config: "ExperimentConfig") -> Datasets:
         ValueError: more than ``data.max_bad_fraction`` of the corpus is bad (names examples).
         FileNotFoundError: a missing corpus (for Fashion-MNIST: how to install it).
     """
+    if config.data.source == "video_folder":
+        from pipelines.video_data import build_video_datasets  # CVRL clip pairs
+
+        return build_video_datasets(config)
     from pipelines.corpus import eval_sets, read_corpus  # Ray Data; here so validation stays Ray-free
 
     corpus = read_corpus(config)

@@ -31,14 +31,15 @@ def build_trainer(
     named = {"train": datasets.train}
     if datasets.eval_train is not None and datasets.eval_test is not None:
         named.update(eval_train=datasets.eval_train, eval_test=datasets.eval_test)
-    scaling = config.scaling
+    scaling, role = config.scaling, config.placement.train_resource
+    resources = {"CPU": scaling.cpus_per_worker, **({"GPU": 1} if scaling.use_gpu else {}), **({role: 1} if role else {})}
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(
             num_workers=scaling.num_workers,
             use_gpu=scaling.use_gpu,
-            resources_per_worker={"CPU": scaling.cpus_per_worker, **({"GPU": 1} if scaling.use_gpu else {})},
+            resources_per_worker=resources,  # placement.train_resource: train-tier nodes only
         ),
         run_config=ray.train.RunConfig(
             name=run_dir.name,

@@ -50,11 +50,13 @@ def resolve_run_dir(config: ExperimentConfig) -> Path:
     return base / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def open_run(config: ExperimentConfig, run_dir: Path, uri: str) -> str:
-    """Create the MLflow run and the run directory's ``config.yaml`` / ``run_info.json``."""
+def open_run(config: ExperimentConfig, run_dir: Path, uri: str, parent_run_id: str | None = None) -> str:
+    """Create the MLflow run (a sweep's child when ``parent_run_id``) and the run directory's
+    ``config.yaml`` / ``run_info.json``."""
     tags = {"method": config.method.name, "backbone": config.backbone.name, "dataset": config.data.source,
             "config_name": config.name}  # fmt: skip
-    run_id = start_run(uri, config.tracking.experiment, run_dir.name, flatten(to_dict(config)), tags)
+    params = flatten(to_dict(config))
+    run_id = start_run(uri, config.tracking.experiment, run_dir.name, params, tags, parent_run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     (run_dir / RUN_INFO).write_text(json.dumps({"run_id": run_id, "tracking_uri": uri}, indent=2))
@@ -87,7 +89,8 @@ def main(
     quiet_ray()
     datasets = build_datasets(config)
     report = datasets.report
-    print(f"data: {datasets.num_train_rows} training images ({report.bad} bad files skipped)", flush=True)
+    unit = "clip pairs" if config.data.source == "video_folder" else "images"
+    print(f"data: {datasets.num_train_rows} training {unit} per epoch ({report.bad} bad files skipped)", flush=True)
     if resume:
         info = json.loads((run_dir / RUN_INFO).read_text())
         uri, run_id = info["tracking_uri"], info["run_id"]

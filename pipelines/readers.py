@@ -88,15 +88,17 @@ def image_folder(data: "DataConfig") -> ray.data.Dataset:
     return _from_columns({"path": paths, "key": keys, "label": labels}, FILE_ROWS_PER_BLOCK)
 
 
-def parquet(data: "DataConfig", num_cpus: float) -> ray.data.Dataset:
+def parquet(data: "DataConfig", num_cpus: float, role: str | None = None) -> ray.data.Dataset:
     """Raw rows ``bytes`` (``data.image_column``), ``path`` (the file) and ``label``
     (``data.label_column``, when the files have it; nulls and absence mean unlabelled).
 
     Args:
         data: the data config.
         num_cpus: CPUs per read task.
+        role: custom resource of the nodes that may read (one unit per task); None: any node.
     """
-    ds = ray.data.read_parquet(data.path, include_paths=True, num_cpus=num_cpus)
+    remote = {"resources": {role: 1}} if role else {}
+    ds = ray.data.read_parquet(data.path, include_paths=True, num_cpus=num_cpus, ray_remote_args=remote)
     names = ds.schema().names
     if data.image_column not in names:
         raise ValueError(f"{data.path}: no column {data.image_column!r} (data.image_column) in {names}")

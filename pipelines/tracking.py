@@ -31,8 +31,14 @@ def artifact_location(uri: str, experiment: str) -> str | None:
     return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts" / experiment).as_uri()
 
 
-def start_run(uri: str, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
-    """Create a run (experiment created on first use); returns its id."""
+def start_run(
+    uri: str, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str],
+    parent_run_id: str | None = None,
+) -> str:
+    """Create a run (experiment created on first use), nested under ``parent_run_id`` if given
+    (a sweep's trial under its sweep run); returns its id."""
+    if parent_run_id is not None:
+        tags = {**tags, "mlflow.parentRunId": parent_run_id}
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = (

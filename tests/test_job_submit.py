@@ -1,6 +1,7 @@
 """`ray start --head` on loopback, `ray job submit --working-dir . -- python pipelines/pretrain.py
 configs/smoke.yaml`: the job SUCCEEDS and MLflow holds a finished run with params, history and
-the encoder. The cluster gets its own temp dir, so cleanup stops only its processes."""
+the encoder. The cluster gets its own temp dir, so cleanup stops only its processes, and its own
+dashboard-agent port (the default, 52365, is taken when the tests' local instance is up)."""
 
 import os
 import shutil
@@ -38,8 +39,10 @@ def test_ray_job_submit__runs_the_smoke_job_and_tracks_it(tmp_path):
     dashboard = free_port()
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", RAY_AUTH_MODE="token")
     ray = str(Path(sys.executable).parent / "ray")
-    subprocess.run([ray, "start", "--head", f"--port={free_port()}", "--num-cpus=2", "--dashboard-host=127.0.0.1",
-                    f"--dashboard-port={dashboard}", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+    subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={free_port()}", "--num-cpus=2",
+                    "--dashboard-host=127.0.0.1",
+                    f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={free_port()}",
+                    "--disable-usage-stats", f"--temp-dir={temp_dir}"],
                    check=True, env=env, cwd=ROOT, capture_output=True, timeout=120)  # fmt: skip
     try:
         runtime_env = f'{{"env_vars": {{"SSL_PIPELINE_HOME": "{tmp_path}"}}}}'

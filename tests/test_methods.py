@@ -8,6 +8,7 @@ import torch
 
 from cl_core import available_methods, build_backbone, build_method
 from cl_core.methods import method_class, register_method
+from cl_core.losses import info_nce
 from cl_core.methods.base import Method
 from cl_core.optim.schedules import ema_momentum
 
@@ -26,12 +27,15 @@ def small_hparams(name: str) -> dict:
 
 def build(name: str, seed: int = 0) -> Method:
     torch.manual_seed(seed)
-    return build_method(name, build_backbone("tiny_cnn", in_channels=3), **small_hparams(name))
+    backbone = "tiny_cnn3d" if method_class(name).video else "tiny_cnn"
+    return build_method(name, build_backbone(backbone, in_channels=3), **small_hparams(name))
 
 
 def make_views(method: Method, b: int = 8, seed: int = 0) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Two (b, 3, 16, 16) views (clips: (b, 3, 4, 16, 16)), plus two 8 px locals for multi-crop."""
     g = torch.Generator().manual_seed(seed)
-    views = [torch.randn(b, 3, 16, 16, generator=g) for _ in range(2)]
+    shape = (b, 3, 4, 16, 16) if method.video else (b, 3, 16, 16)
+    views = [torch.randn(*shape, generator=g) for _ in range(2)]
     if method.multi_crop:
         views += [torch.randn(b, 3, 8, 8, generator=g) for _ in range(2)]
     targets = torch.arange(b) % 3
@@ -147,6 +151,25 @@ def test_ema_methods__target_follows_the_cosine_momentum_formula(name, target):
     m = ema_momentum(method.base_momentum, 0.25)
     for t_old, o, t_new in zip(old, online, getattr(method, target).parameters()):
         torch.testing.assert_close(t_new, m * t_old + (1 - m) * (o + 1.0))
+
+
+def test_cvrl__equals_info_nce_over_video_ids_of_both_clips():
+    method = build("cvrl")
+    views, _ = make_views(method, b=6)
+    videos = torch.tensor([0, 1, 1, 2, 3, 3])  # two pairs each of videos 1 and 3
+    method.eval()
+    with torch.no_grad():
+        z = method.projector(method.backbone(torch.cat(views)))
+        expected = info_nce(z, videos.repeat(2), temperature=0.1)
+        torch.testing.assert_close(method(views, videos).loss, expected)
+        # Without ids every pair is its own video: SimCLR's NT-Xent ids.
+        torch.testing.assert_close(method(views).loss, info_nce(z, torch.arange(6).repeat(2), temperature=0.1))
+
+
+def test_cvrl__rejects_image_views_with_a_shape_error():
+    method = build("cvrl")
+    with pytest.raises(RuntimeError):
+        method([torch.randn(4, 3, 16, 16)] * 2)
 
 
 def test_supcon__without_labels_raises_a_clear_error():

@@ -3,6 +3,7 @@
 from cl_core.methods import (  # noqa: F401  (explicit import list: each registers itself)
     barlow_twins,
     byol,
+    cvrl,
     dino,
     moco,
     simclr,

@@ -37,6 +37,8 @@ class Method(nn.Module):
     #: methods that leave some parameters out of the graph in some steps (frozen prototypes or
     #: last layer) set this; DDP then needs ``find_unused_parameters=True``.
     may_skip_parameters: bool = False
+    #: methods whose views are clips (b, c, t, h, w) for a video backbone (CVRL) set this.
+    video: bool = False
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()

@@ -13,7 +13,7 @@ import torch
 from cl_core.evaluation import extract_features, knn_top1
 from cl_core.optim import build_optimizer, scale_lr, warmup_cosine
 from cl_core.training.loop import Batch, StepSchedules, train_steps
-from cl_core.transforms import ViewRecipe, make_views, normalize
+from cl_core.transforms import ViewRecipe, make_views, normalize, normalize_clips
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class PretrainSettings:
 
 @dataclass(frozen=True)
 class LabelledSplit:
-    """Images (n, c, h, w) uint8 and labels (n,) for the kNN monitor."""
+    """Images (n, c, h, w) (or clips (n, t, c, h, w)) uint8 and labels (n,) for the kNN monitor."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
@@ -70,10 +70,13 @@ def knn_monitor(
     temperature: float = 0.1,
     device: str | torch.device = "cpu",
 ) -> float:
-    """kNN top-1 of ``encoder`` features on ``split`` (images scaled to [0, 1], normalised)."""
+    """kNN top-1 of ``encoder`` features on ``split`` (images scaled to [0, 1], normalised).
+
+    ``split`` may hold clips (n, t, c, h, w) for a video encoder (retrieval by video id).
+    """
 
     def transform(x: torch.Tensor) -> torch.Tensor:
-        return normalize(x.float() / 255.0, mean, std)
+        return normalize_clips(x, mean, std) if x.ndim == 5 else normalize(x.float() / 255.0, mean, std)
 
     train = extract_features(encoder, split.train_images, device=device, transform=transform)
     test = extract_features(encoder, split.test_images, device=device, transform=transform)

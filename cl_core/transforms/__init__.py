@@ -5,15 +5,19 @@
     crops = make_views(uint8_images, recipe, generator, colour=False)           # uint8, colour later
 """
 
-from cl_core.transforms.batched import colour_stage, geometric_stage, make_views, normalize, sample_crop_boxes
+from cl_core.transforms.batched import colour_stage, geometric_stage, make_views, normalize, normalize_clips, sample_crop_boxes
+from cl_core.transforms.clips import ClipRecipe, augment_clip_pair, augment_clips
 from cl_core.transforms.params import ViewParams, ViewRecipe
 from cl_core.transforms.recipes import RECIPES, build_recipe, byol, moco_v2, multicrop, none, simclr
 from cl_core.transforms.reference import reference_views
 
 __all__ = [
     "RECIPES",
+    "ClipRecipe",
     "ViewParams",
     "ViewRecipe",
+    "augment_clip_pair",
+    "augment_clips",
     "build_recipe",
     "byol",
     "colour_stage",
@@ -23,6 +27,7 @@ __all__ = [
     "multicrop",
     "none",
     "normalize",
+    "normalize_clips",
     "reference_views",
     "sample_crop_boxes",
     "simclr",

@@ -120,3 +120,19 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return (x - m) / s
+
+
+def normalize_clips(clips: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 clips to the video backbones' float layout, normalised per channel.
+
+    Args:
+        clips: (b, t, c, h, w) uint8 frames (the data pipeline's clip layout).
+        mean: c per-channel means on the [0, 1] scale.
+        std: c per-channel standard deviations.
+
+    Returns:
+        (b, c, t, h, w) float32 (torchvision's video model layout).
+    """
+    b, t = clips.shape[:2]
+    frames = normalize(clips.flatten(0, 1).float().div_(255.0), mean, std)  # (b*t, c, h, w)
+    return frames.unflatten(0, (b, t)).transpose(1, 2)
