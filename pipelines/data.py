@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from cl_core.transforms import RECIPES, ViewRecipe, build_recipe, colour_stage, make_views, normalize
+from cl_core.transforms import RECIPES, ClipRecipe, ViewRecipe, build_recipe, colour_stage, make_views, normalize
 from pipelines.decode import CorpusReport, held_out
 
 if TYPE_CHECKING:
@@ -46,6 +46,11 @@ def recipe_from_config(config: "ExperimentConfig") -> ViewRecipe:
     accepted = inspect.signature(RECIPES[name]).parameters if name in RECIPES else {}
     params = {k: v for k, v in defaults.items() if k in accepted} | dict(config.augment.params)
     return build_recipe(name, **params)
+
+
+def clip_recipe_from_config(config: "ExperimentConfig") -> ClipRecipe:
+    """``ClipRecipe(size=data.image_size, **augment.params)`` for video (augment.recipe ``cvrl``)."""
+    return ClipRecipe(**({"size": config.data.image_size} | dict(config.augment.params)))
 
 
 def normalization(config: "ExperimentConfig") -> tuple[tuple[float, ...], tuple[float, ...]]:

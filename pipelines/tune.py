@@ -30,7 +30,14 @@ from pipelines.config import ExperimentConfig, load_config, to_dict  # noqa: E40
 from pipelines.pretrain import RUN_INFO, SMOKE, finish_run, open_run  # noqa: E402
 from pipelines.session import connect, output_home, quiet_ray  # noqa: E402
 from pipelines.tracking import default_tracking_uri, end_run, log_artifacts, reopen_run, start_run  # noqa: E402
-from pipelines.tune_space import AshaSettings, SweepSpace, load_space, max_t, trial_overrides, validate_space  # noqa: E402,E501
+from pipelines.tune_space import (  # noqa: E402
+    AshaSettings,
+    SweepSpace,
+    load_space,
+    max_t,
+    trial_overrides,
+    validate_space,
+)
 
 SWEEP_INFO = "sweep.json"
 RUNS = "runs"  # <sweep dir>/runs/<trial name>: each trial's Train run (config, checkpoints, encoder)
@@ -249,6 +256,26 @@ def new_sweep(space: SweepSpace, base: ExperimentConfig, argv: dict[str, Any]) -
     return state
 
 
+def release_placement_groups(wait_s: float = 30.0) -> list[str]:
+    """After the sweep: give Train's cleaner ``wait_s`` to remove the stopped trials' placement
+    groups, then remove what this job still holds (seen here: the last ASHA-stopped trial's
+    1-CPU group outlived the sweep, as in Ray issue #54305). Returns the ids removed."""
+    from ray.util.placement_group import PlacementGroup
+
+    job = ray.get_runtime_context().get_job_id()  # Ray: a group id ends with its job's id
+    deadline = time.monotonic() + wait_s
+    while True:
+        table = ray.util.placement_group_table()  # Ray
+        live = [pg for pg, info in table.items() if info["state"] != "REMOVED" and pg.endswith(job)]
+        if not live or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    for pg in live:
+        ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg))))  # Ray
+        print(f"released placement group {pg} left by a stopped trial", flush=True)
+    return live
+
+
 def finish_sweep(results, space: SweepSpace, state: dict[str, Any]) -> dict[str, Any]:
     """Summary table, best config, parent run artifacts; returns what a caller needs."""
     sweep_dir, uri, parent = Path(state["dir"]), state["tracking_uri"], state["parent_run_id"]
@@ -292,6 +319,7 @@ def main(
     print(f"sweep directory: {state['dir']}; up to {state['max_concurrent_trials']} trials at once", flush=True)
     tuner = build_tuner(space, base, state, restore=resume is not None)
     results = tuner.fit()  # Ray: runs (or continues) the trials; finished ones are not re-run
+    release_placement_groups()
     return finish_sweep(results, space, state)
 
 

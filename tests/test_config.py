@@ -51,6 +51,10 @@ VIDEO_BAD = [
     ("video.decode_size=16", "video.decode_size: must be >= data.image_size (32) or null, got 16"),
     ("video.holdout_fraction=1.0", "video.holdout_fraction: must be in [0, 1)"),
     ("video.frame=8", "unknown key video.frame; allowed keys: frames, stride"),
+    ("augment.recipe=simclr", "augment.recipe: 'simclr' is not allowed; allowed values: cvrl"),
+    ("augment.params.strenght=0.5", "augment.params: "),
+    ("augment.params.strength=9", "augment.params: strength must be in [0, 2.5], got 9"),
+    ("augment.params.size=64", "augment.params: clip size 64 is larger than data.image_size 32"),
 ]
 
 

@@ -13,6 +13,7 @@ from pipelines.tune import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_SPACE = ROOT / "tune_spaces" / "smoke.yaml"
+EPOCHS = 3  # tune_spaces/smoke.yaml
 
 
 def sweep_overrides(tmp_path: Path) -> list[str]:
@@ -25,13 +26,20 @@ def mlflow_runs(uri: str) -> list:
     return client.search_runs(experiments, max_results=100)
 
 
-def live_placement_groups(ray, wait_s: float = 60.0) -> list[dict]:
-    """Placement groups not yet removed, after giving Train's cleaner up to ``wait_s``."""
+def live_train_resources(ray, wait_s: float = 60.0) -> tuple[list[str], list[str]]:
+    """This job's placement groups not removed and Train actors alive, after up to ``wait_s``
+    (the job filter: another process's ``ray.init(address="auto")`` may attach to this instance)."""
+    from ray.util.state import list_actors
+
+    job = ray.get_runtime_context().get_job_id()
     deadline = time.monotonic() + wait_s
     while True:
-        alive = [pg for pg in ray.util.placement_group_table().values() if pg["state"] != "REMOVED"]
-        if not alive or time.monotonic() > deadline:
-            return alive
+        table = ray.util.placement_group_table()
+        groups = [pg for pg, info in table.items() if info["state"] != "REMOVED" and pg.endswith(job)]
+        actors = [a.class_name for a in list_actors(filters=[("state", "=", "ALIVE"), ("job_id", "=", job)])
+                  if a.class_name in ("TrainController", "RayTrainWorker")]  # fmt: skip
+        if (not groups and not actors) or time.monotonic() > deadline:
+            return groups, actors
         time.sleep(1.0)
 
 
@@ -43,8 +51,8 @@ def test_sweep__asha_stops_weak_trials_and_mlflow_nests_one_child_run_per_trial(
     assert len(rows) == 4 and summary["num_errors"] == 0
     assert all(r["status"] in ("FINISHED", "KILLED") for r in rows), rows
     stopped = [r for r in rows if r["status"] == "KILLED"]
-    assert stopped and all(r["epochs"] < 4 for r in stopped), rows
-    assert all(r["epochs"] == 4 for r in rows if r["status"] == "FINISHED"), rows
+    assert stopped and all(r["epochs"] < EPOCHS for r in stopped), rows
+    assert all(r["epochs"] == EPOCHS for r in rows if r["status"] == "FINISHED"), rows
 
     runs = {r.info.run_id: r for r in mlflow_runs(uri)}
     children = [r for r in runs.values() if r.data.tags.get("mlflow.parentRunId") == parent]
@@ -62,7 +70,7 @@ def test_sweep__asha_stops_weak_trials_and_mlflow_nests_one_child_run_per_trial(
 
     best = load_config(summary["best_config"])  # loads and validates
     assert best.train.base_lr == summary["best"]["sampled"]["train.base_lr"]
-    assert live_placement_groups(ray_local) == []
+    assert live_train_resources(ray_local) == ([], [])
 
     # A restored finished sweep re-runs nothing: same trials and results, no new MLflow runs.
     again = main(None, [], resume=summary["sweep_dir"])
@@ -75,3 +83,27 @@ def test_sweep__asha_stops_weak_trials_and_mlflow_nests_one_child_run_per_trial(
     config = load_config(summary["best_config"], ["train.epochs=1"])
     metrics = pretrain.main(config, tmp_path / "runs" / "best-1-epoch")
     assert 0.0 < metrics["eval/knn_top1"] <= 1.0
+
+
+def test_sweep__goes_on_after_a_failed_trial_and_a_restore_reruns_only_that_trial(ray_local, tmp_path):
+    space = tmp_path / "one_bad_trial.yaml"  # hidden_dim -1 passes validation, fails building the model
+    space.write_text(
+        f"base_config: {ROOT / 'configs' / 'smoke.yaml'}\n"
+        "overrides: [train.epochs=1, checkpoint.max_failures=0]\n"
+        "scheduler: {max_t: 1, grace_period: 1, reduction_factor: 2}\n"
+        "max_concurrent_trials: 1\n"
+        "space:\n  method.params.hidden_dim: {grid: [64, -1]}\n"
+    )
+    summary = main(space, sweep_overrides(tmp_path))
+    rows, uri = summary["rows"], summary["tracking_uri"]
+    assert [r["status"] for r in rows] == ["FINISHED", "FAILED"] and summary["num_errors"] == 1
+    assert summary["best"]["trial"] == rows[0]["trial"]
+    assert len(mlflow_runs(uri)) == 3
+
+    again = main(None, [], resume=summary["sweep_dir"])  # the errored trial runs (and fails) again
+    assert [(r["trial"], r["final"], r["status"]) for r in again["rows"]] == [
+        (r["trial"], r["final"], r["status"]) for r in rows
+    ]
+    assert len(mlflow_runs(uri)) == 3  # the same child runs, reopened, none added
+    finished = next(r for r in mlflow_runs(uri) if r.data.tags.get("trial") == rows[0]["trial"])
+    assert len(MlflowClient(uri).get_metric_history(finished.info.run_id, "eval/knn_top1")) == 1
