@@ -64,6 +64,27 @@ def verified_load(path: str | Path, map_location: str | torch.device = "cpu") ->
         raise CorruptCheckpointError(f"{path} cannot be loaded: {exc}") from exc
 
 
+def load_newest_valid(directories: list[Path]) -> tuple[dict, Path, list[str]]:
+    """The state of the newest checkpoint directory whose ``state.pt`` verifies.
+
+    Args:
+        directories: checkpoint directories, newest first.
+
+    Returns:
+        (state, its directory, one "path: reason" line per newer checkpoint skipped as corrupt).
+
+    Raises:
+        CorruptCheckpointError: none of them verifies (naming each).
+    """
+    skipped = []
+    for directory in directories:
+        try:
+            return verified_load(Path(directory) / STATE_FILE), Path(directory), skipped
+        except CorruptCheckpointError as exc:
+            skipped.append(str(exc))
+    raise CorruptCheckpointError("no usable checkpoint: " + "; ".join(skipped))
+
+
 def export_encoder(backbone: torch.nn.Module, directory: str | Path) -> Path:
     """Write the backbone's ``state_dict`` (CPU tensors) as ``encoder.pt``."""
     state = {k: v.detach().cpu() for k, v in backbone.state_dict().items()}

@@ -27,6 +27,7 @@ def build_trainer(
         "tracking_uri": tracking_uri,
         "num_train_rows": datasets.num_train_rows,
         "stop_after_epochs": stop_after_epochs,
+        "spool": str(run_dir / "mlflow-pending.jsonl"),  # metric points kept while MLflow does not answer
     }
     named = {"train": datasets.train}
     if datasets.eval_train is not None and datasets.eval_test is not None:

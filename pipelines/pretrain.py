@@ -22,7 +22,15 @@ from pipelines.checkpoints import ENCODER_FILE  # noqa: E402
 from pipelines.config import ExperimentConfig, flatten, load_config, to_dict  # noqa: E402
 from pipelines.curves import plot_curves  # noqa: E402
 from pipelines.session import connect, output_home, quiet_ray  # noqa: E402
-from pipelines.tracking import default_tracking_uri, end_run, log_artifacts, reopen_run, start_run  # noqa: E402
+from pipelines.tracking import (  # noqa: E402
+    default_tracking_uri,
+    end_run,
+    log_artifacts,
+    reachable_uri,
+    redact,
+    reopen_run,
+    start_run,
+)
 
 DEFAULT_CONFIG = ROOT / "configs" / "default.yaml"
 RUN_INFO = "run_info.json"
@@ -96,9 +104,9 @@ def main(
         uri, run_id = info["tracking_uri"], info["run_id"]
         reopen_run(uri, run_id)
     else:
-        uri = config.tracking.tracking_uri or default_tracking_uri(output_home())
+        uri = reachable_uri(config.tracking.tracking_uri or default_tracking_uri(output_home()), run_dir)
         run_id = open_run(config, run_dir, uri)
-    print(f"MLflow: run {run_id} in {uri}", flush=True)
+    print(f"MLflow: run {run_id} in {redact(uri)}", flush=True)
     print(f"run directory: {run_dir}", flush=True)
     trainer = build_trainer(config, datasets, run_dir, run_id, uri, stop_after_epochs)
     try:
@@ -115,7 +123,10 @@ def main(
     knn = metrics.get("eval/knn_top1")
     print(f"done: loss {metrics.get('train/loss', float('nan')):.4f}"
           + (f", kNN top-1 {knn:.4f}" if knn is not None else "") + f"; encoder: {encoder}")  # fmt: skip
-    print(f"open the UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000", flush=True)
+    if uri.startswith("sqlite:"):
+        print(f"open the UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000", flush=True)
+    else:
+        print(f"open the UI: {redact(uri)}", flush=True)
     return metrics
 
 

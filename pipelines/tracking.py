@@ -5,6 +5,8 @@ rank 0 logs metrics through ``MlflowClient`` against that id; the driver logs th
 the curves and closes the run. Only plain strings cross process boundaries.
 """
 
+import json
+import logging
 import os
 import tempfile
 import time
@@ -14,12 +16,39 @@ from typing import Any
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+LOG = logging.getLogger(__name__)
 MAX_PARAM_LENGTH = 6000
 
 
 def default_tracking_uri(base_dir: str | Path) -> str:
     """``$MLFLOW_TRACKING_URI`` if set, else a sqlite file ``mlflow.db`` in ``base_dir``."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(base_dir).resolve() / 'mlflow.db'}"
+
+
+def reachable_uri(uri: str, fallback_dir: str | Path) -> str:
+    """``uri`` if its store answers; for a tracking server that does not, a sqlite store in
+    ``fallback_dir`` (with a warning naming both), so the run starts and loses nothing."""
+    if not uri.startswith(("http://", "https://")):
+        return uri
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # MLflow's default backs off for minutes
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+        return uri
+    except Exception as exc:  # noqa: BLE001  (connection refused, DNS, 5xx, auth: all mean "not usable now")
+        local = f"sqlite:///{Path(fallback_dir).resolve() / 'mlflow.db'}"
+        LOG.warning("MLflow at %s does not answer (%s); this run is tracked in %s instead",
+                    redact(uri), str(exc).splitlines()[0][:200], local)  # fmt: skip
+        return local
+
+
+def redact(uri: str) -> str:
+    """``uri`` without a password (``https://user:secret@host`` -> ``https://user:***@host``)."""
+    scheme, sep, rest = uri.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return uri
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
 def artifact_location(uri: str, experiment: str) -> str | None:
@@ -54,16 +83,27 @@ def start_run(
 
 class MetricLogger:
     """Logs metric dicts for one run from one process. A point whose key already has a point at
-    that step or later is skipped, so a resumed run neither duplicates nor loses points."""
+    that step or later is skipped, so a resumed run neither duplicates nor loses points.
 
-    def __init__(self, uri: str, run_id: str) -> None:
+    When the tracking server does not answer, training goes on: the points are kept in memory
+    and appended to ``spool`` (JSON lines), one warning names the file, and every later call
+    first uploads what is pending, in order, once the server answers again.
+    """
+
+    def __init__(self, uri: str, run_id: str, spool: str | Path | None = None) -> None:
         self.client = MlflowClient(uri)
-        self.run_id = run_id
+        self.uri, self.run_id = uri, run_id
+        self.spool = Path(spool) if spool is not None else None
         self._last_step: dict[str, int] = {}
+        self._pending: list[Metric] = []
+        self._warned = False
 
     def _last(self, key: str) -> int:
         if key not in self._last_step:
-            history = self.client.get_metric_history(self.run_id, key)
+            try:
+                history = self.client.get_metric_history(self.run_id, key)
+            except Exception:  # noqa: BLE001  (unreachable: nothing known, log from here on)
+                history = []
             self._last_step[key] = max((m.step for m in history), default=-1)
         return self._last_step[key]
 
@@ -71,10 +111,33 @@ class MetricLogger:
         """Log ``metrics`` at ``step`` (keys already logged at ``step`` or later are skipped)."""
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if step > self._last(k)]
-        if batch:
-            self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
         for metric in batch:
             self._last_step[metric.key] = step
+        self._pending += batch
+        try:
+            for start in range(0, len(self._pending), 1000):  # MLflow's log_batch limit
+                self.client.log_batch(self.run_id, metrics=self._pending[start : start + 1000], synchronous=True)
+        except Exception as exc:  # noqa: BLE001  (any transport or server error: keep training)
+            self._keep_locally(batch, exc)
+            return
+        if self._warned:
+            LOG.warning("MLflow at %s answers again: uploaded %d pending metric points", redact(self.uri),
+                        len(self._pending))  # fmt: skip
+            self._warned = False
+        self._pending = []
+
+    def _keep_locally(self, batch: list[Metric], exc: Exception) -> None:
+        if self.spool is not None:
+            self.spool.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.spool, "a") as f:
+                for m in batch:
+                    f.write(json.dumps({"run_id": self.run_id, "key": m.key, "value": m.value, "step": m.step,
+                                        "timestamp": m.timestamp}) + "\n")  # fmt: skip
+        if not self._warned:
+            where = f"; every point is also in {self.spool}" if self.spool else ""
+            LOG.warning("MLflow at %s is unreachable (%s): training continues, %d metric points kept to upload "
+                        "when it answers%s", redact(self.uri), str(exc).splitlines()[0][:200], len(self._pending), where)  # fmt: skip
+            self._warned = True
 
 
 def log_artifacts(uri: str, run_id: str, files: list[Path], artifact_path: str | None = None) -> None:

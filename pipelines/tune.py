@@ -156,7 +156,10 @@ def build_tuner(space: SweepSpace, base: ExperimentConfig, state: dict[str, Any]
     sweep = {"dir": state["dir"], "tracking_uri": state["tracking_uri"], "parent_run_id": state["parent_run_id"],
              "base": to_dict(base), "space": space.space}  # fmt: skip
     # Ray: a small CPU request so the trial's driver does not starve its Train worker.
-    trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, sweep=sweep), {"CPU": TRIAL_CPUS})
+    # placement.driver_resource: trial drivers only on the nodes that offer it (the head in cluster.yaml).
+    role = base.placement.driver_resource
+    resources = {"CPU": TRIAL_CPUS, **({role: 1} if role else {})}
+    trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, sweep=sweep), resources)
     if restore:
         return ray.tune.Tuner.restore(str(sweep_dir), trainable=trainable, resume_errored=True)  # Ray
     scheduler = ray.tune.schedulers.ASHAScheduler(  # Ray: stop weak trials at rungs of train/epoch

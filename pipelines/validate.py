@@ -145,6 +145,10 @@ def _validate_rest(config: "ExperimentConfig") -> None:
     _require(ev.train_size >= 1 and ev.test_size >= 1, "eval.train_size", "eval sizes must be >= 1")
     _require(config.checkpoint.every_epochs >= 1, "checkpoint.every_epochs", "must be >= 1")
     _require(config.checkpoint.keep >= 1, "checkpoint.keep", "must be >= 1")
+    uri = config.tracking.tracking_uri or ""
+    _require("@" not in uri.partition("://")[2].split("/", 1)[0], "tracking.tracking_uri",
+             "holds credentials; configs are logged as params and artifacts: set MLFLOW_TRACKING_USERNAME and "
+             "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment instead")  # fmt: skip
 
 
 def validate(config: "ExperimentConfig") -> None:

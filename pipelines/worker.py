@@ -3,6 +3,8 @@ evaluate and checkpoint on rank 0. Ray touch points are marked ``# Ray:``."""
 
 import inspect
 import itertools
+import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,13 +21,14 @@ from cl_core.optim import build_optimizer, scale_lr, warmup_cosine
 from cl_core.training import StepSchedules, knn_monitor, train_steps, unwrap
 from cl_core.training.pretrain import LabelledSplit
 from cl_core.transforms import normalize_clips
-from pipelines.checkpoints import STATE_FILE, atomic_save, export_encoder, verified_load
+from pipelines.checkpoints import STATE_FILE, atomic_save, export_encoder, load_newest_valid, verified_load
 from pipelines.config import ExperimentConfig, config_from_dict
 from pipelines.data import device_views, normalization, recipe_from_config
 from pipelines.progress import ProgressLine
 from pipelines.session import quiet_ray
 from pipelines.tracking import MetricLogger
 
+LOG = logging.getLogger(__name__)
 PRECISION = {"fp32": None, "bf16": torch.bfloat16}
 
 
@@ -93,12 +96,22 @@ def _save_checkpoint(model, optimizer, step: int, epoch: int, metrics: dict, dir
 
 
 def _restore(model, optimizer) -> tuple[int, int]:
-    """Resume from the latest reported checkpoint; returns (step, epochs done)."""
+    """Resume from the latest reported checkpoint, or from an older one of the run when the
+    latest does not verify (truncated or modified); returns (step, epochs done)."""
     checkpoint = ray.train.get_checkpoint()  # Ray: latest checkpoint of this run, if any
     if checkpoint is None:
         return 0, 0
-    with checkpoint.as_directory() as directory:
-        state = verified_load(Path(directory) / STATE_FILE)
+    latest = Path(checkpoint.path)
+    if latest.is_dir():  # local or shared file system: the run's other checkpoints are siblings
+        older = sorted((p for p in latest.parent.glob("checkpoint_*") if p.name < latest.name), reverse=True)
+        state, used, skipped = load_newest_valid([latest, *older])
+        for reason in skipped:
+            LOG.warning("skipped a corrupt checkpoint: %s", reason)
+        if used != latest:
+            LOG.warning("resuming from the older checkpoint %s (epoch %s)", used, state["epoch"])
+    else:
+        with checkpoint.as_directory() as directory:
+            state = verified_load(Path(directory) / STATE_FILE)
     unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
@@ -118,6 +131,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     "num_train_rows", "stop_after_epochs"}."""
     config = config_from_dict(loop_config["config"])
     quiet_ray()
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # an unreachable server: warn, don't stall
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     context = ray.train.get_context()  # Ray: rank and world size
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()  # Ray: this worker's device
@@ -136,7 +151,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     step, first_epoch = _restore(model, optimizer)
     prepare, (mean, std) = batch_preparer(config, rank), normalization(config)
     eval_split = _eval_split(config) if rank == 0 else None
-    logger = MetricLogger(loop_config["tracking_uri"], loop_config["run_id"]) if rank == 0 else None
+    uri, run_id, spool = loop_config["tracking_uri"], loop_config["run_id"], loop_config.get("spool")
+    logger = MetricLogger(uri, run_id, spool) if rank == 0 else None
     progress = ProgressLine(config.train.epochs, steps_per_epoch, step) if rank == 0 else None
 
     def on_step(global_step: int, metrics: dict[str, float]) -> None:

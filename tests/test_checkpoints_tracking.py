@@ -1,13 +1,22 @@
 """Checkpoint files round-trip, reject corruption and pickled objects; the MLflow logger never
 duplicates a step on resume."""
 
+import json
 import pickle
+import socket
 
 import pytest
 import torch
 
-from pipelines.checkpoints import CorruptCheckpointError, atomic_save, export_encoder, verified_load
-from pipelines.tracking import MetricLogger, end_run, start_run
+from pipelines.checkpoints import (
+    STATE_FILE,
+    CorruptCheckpointError,
+    atomic_save,
+    export_encoder,
+    load_newest_valid,
+    verified_load,
+)
+from pipelines.tracking import MetricLogger, end_run, reachable_uri, redact, start_run
 
 
 class NotATensor:
@@ -41,6 +50,22 @@ def test_verified_load__missing_file_is_a_clear_error(tmp_path):
         verified_load(tmp_path / "nope.pt")
 
 
+def test_load_newest_valid__falls_back_to_the_previous_checkpoint_when_the_latest_is_corrupt(tmp_path):
+    older, latest = tmp_path / "checkpoint_1", tmp_path / "checkpoint_2"
+    atomic_save({"epoch": 1, "w": torch.ones(3)}, older / STATE_FILE)
+    atomic_save({"epoch": 2, "w": torch.full((3,), 2.0)}, latest / STATE_FILE)
+    state, used, skipped = load_newest_valid([latest, older])
+    assert used == latest and state["epoch"] == 2 and skipped == []
+    data = (latest / STATE_FILE).read_bytes()
+    (latest / STATE_FILE).write_bytes(data[: len(data) // 2])  # a crash mid-copy
+    state, used, skipped = load_newest_valid([latest, older])
+    assert used == older and state["epoch"] == 1 and torch.equal(state["w"], torch.ones(3))
+    assert len(skipped) == 1 and "does not match its sha256" in skipped[0]
+    (older / STATE_FILE).unlink()
+    with pytest.raises(CorruptCheckpointError, match="no usable checkpoint: .*checkpoint_2.*checkpoint_1"):
+        load_newest_valid([latest, older])
+
+
 def test_export_encoder__is_a_plain_state_dict_loadable_without_this_project(tmp_path):
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))
     path = export_encoder(net, tmp_path)
@@ -67,3 +92,57 @@ def test_metric_logger__skips_steps_already_logged_after_a_resume(tmp_path):
     assert knn == [30, 40]
     run = first.client.get_run(run_id)
     assert run.data.params == {"a.b": "1", "c": "None"} and run.info.status == "FINISHED"
+
+
+class FlakyClient:
+    """An MlflowClient whose ``log_batch`` fails while ``down`` (a tracking server outage)."""
+
+    def __init__(self, client) -> None:
+        self.client, self.down = client, False
+
+    def log_batch(self, *args, **kwargs):
+        if self.down:
+            raise ConnectionError("Connection refused")
+        return self.client.log_batch(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def test_metric_logger__keeps_points_while_mlflow_is_down_and_uploads_them_when_it_is_back(tmp_path, caplog):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = start_run(uri, "exp", "run", {}, {})
+    logger = MetricLogger(uri, run_id, spool=tmp_path / "pending.jsonl")
+    flaky = logger.client = FlakyClient(logger.client)
+    logger.log({"train/loss": 1.0}, 10)
+    flaky.down = True
+    logger.log({"train/loss": 2.0}, 20)  # no exception: training goes on
+    logger.log({"train/loss": 3.0, "eval/knn_top1": 0.5}, 30)
+    assert [m.step for m in flaky.get_metric_history(run_id, "train/loss")] == [10]
+    spooled = [json.loads(line) for line in (tmp_path / "pending.jsonl").read_text().splitlines()]
+    assert [(p["key"], p["step"], p["value"]) for p in spooled] == [
+        ("train/loss", 20, 2.0), ("train/loss", 30, 3.0), ("eval/knn_top1", 30, 0.5)]  # fmt: skip
+    assert sum("is unreachable" in r.message and "pending.jsonl" in r.message for r in caplog.records) == 1
+    flaky.down = False
+    logger.log({"train/loss": 4.0}, 40)
+    history = sorted((m.step, m.value) for m in flaky.get_metric_history(run_id, "train/loss"))
+    assert history == [(10, 1.0), (20, 2.0), (30, 3.0), (40, 4.0)]  # in order, none lost or doubled
+    assert [m.step for m in flaky.get_metric_history(run_id, "eval/knn_top1")] == [30]
+    assert any("answers again: uploaded 4 pending" in r.message for r in caplog.records)
+
+
+def test_reachable_uri__falls_back_to_a_local_store_when_the_server_does_not_answer(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = reachable_uri(f"http://127.0.0.1:{port}", tmp_path)
+    assert uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert f"MLflow at http://127.0.0.1:{port} does not answer" in caplog.text and uri in caplog.text
+    local = f"sqlite:///{tmp_path / 'other.db'}"
+    assert reachable_uri(local, tmp_path) == local  # a file store is always used as given
+
+
+def test_redact__hides_a_password_in_a_tracking_uri():
+    assert redact("https://bob:s3cret@mlflow.example.com/path") == "https://bob:***@mlflow.example.com/path"
+    assert redact("http://mlflow:5000") == "http://mlflow:5000"

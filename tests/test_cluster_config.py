@@ -36,6 +36,6 @@ def test_cluster_yaml__image_is_pinned_to_the_ray_version_of_pyproject():
 
 def test_cluster_yaml__roles_carry_the_resources_the_placement_config_uses():
     types = load()["available_node_types"]
-    assert "driver" in types["head"]["resources"] and types["head"]["resources"]["CPU"] == 0
+    assert "driver" in types["head"]["resources"] and types["head"]["resources"]["CPU"] <= 1
     assert "data" in types["data_cpu"]["resources"] and "train" in types["train_gpu"]["resources"]
     assert types["data_cpu"]["max_workers"] >= types["data_cpu"]["min_workers"] >= 1

@@ -37,6 +37,8 @@ BAD = [
     ("scaling.num_workers=0", "scaling.num_workers: must be >= 1"),
     ("train.global_batch_size=255", None),  # valid with 1 worker
     ("eval.knn_temperature=0", "eval.knn_temperature: must be > 0"),
+    ("tracking.tracking_uri=https://bob:secret@mlflow.example.com", "tracking.tracking_uri: holds credentials"),
+    ("tracking.tracking_uri=sqlite:////tmp/a@b/mlflow.db", None),  # an @ in a path is not a credential
 ]
 
 
