@@ -9,7 +9,9 @@
 import argparse
 import json
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import yaml  # noqa: E402
 from pipelines.checkpoints import ENCODER_FILE  # noqa: E402
 from pipelines.config import ExperimentConfig, flatten, load_config, to_dict  # noqa: E402
 from pipelines.curves import plot_curves  # noqa: E402
-from pipelines.session import connect, output_home, quiet_ray  # noqa: E402
+from pipelines.session import LOCAL_INSTANCE, check_capacity, connect, output_home, quiet_ray  # noqa: E402
 from pipelines.tracking import (  # noqa: E402
     default_tracking_uri,
     end_run,
@@ -93,8 +95,10 @@ def main(
     from pipelines.data import build_datasets  # Ray Data
     from pipelines.launch import build_trainer  # Ray Train
 
-    print(f"Ray: using {connect()}", flush=True)
+    where = connect()
+    print(f"Ray: using {where}", flush=True)
     quiet_ray()
+    check_capacity(config, fixed=where == LOCAL_INSTANCE)
     datasets = build_datasets(config)
     report = datasets.report
     unit = "clip pairs" if config.data.source == "video_folder" else "images"
@@ -109,11 +113,18 @@ def main(
     print(f"MLflow: run {run_id} in {redact(uri)}", flush=True)
     print(f"run directory: {run_dir}", flush=True)
     trainer = build_trainer(config, datasets, run_dir, run_id, uri, stop_after_epochs)
+    handler = signal.getsignal(signal.SIGINT)
     try:
         result = trainer.fit()
     except BaseException:
         end_run(uri, run_id, "FAILED")
         raise
+    finally:
+        # Ray: fit() leaves its Ctrl-C handler installed, and the handler holds the finished
+        # TrainController actor alive; restoring ours lets it go (a soak of 3 runs in one
+        # process otherwise keeps the last controller).
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
     metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
     complete = int(metrics.get("train/epoch", 0)) >= config.train.epochs
     encoder = finish_run(result, run_dir, uri, run_id, complete)

@@ -3,9 +3,15 @@
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ray
 
+if TYPE_CHECKING:
+    from pipelines.config import ExperimentConfig
+
+LOG = logging.getLogger(__name__)
+LOCAL_INSTANCE = "a new local Ray instance"  # what connect() returns after starting one
 RAY_SESSION_MARKER = "/runtime_resources/"  # where Ray unpacks a job's --working-dir
 
 
@@ -37,7 +43,36 @@ def connect(num_cpus: int | None = None) -> str:
         pass
     # Ray: a local instance; the dashboard stays on (Train V2 frees placement groups through it).
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", **quiet)
-    return "a new local Ray instance"
+    return LOCAL_INSTANCE
+
+
+def check_capacity(config: "ExperimentConfig", fixed: bool) -> None:
+    """Fail before any Ray work when the Train workers can never all be placed.
+
+    Args:
+        config: the experiment.
+        fixed: the cluster cannot grow (a local instance started by ``connect``); on a running
+            cluster an autoscaler may add nodes, so a shortfall is only a warning there.
+
+    Raises:
+        ConfigError: naming ``scaling.*`` / ``placement.*`` and what the cluster has.
+    """
+    from pipelines.validate import ConfigError
+
+    have = ray.cluster_resources()  # Ray: the cluster's total resources now
+    s, role = config.scaling, config.placement.train_resource
+    need = {"CPU": s.num_workers * s.cpus_per_worker, **({"GPU": float(s.num_workers)} if s.use_gpu else {}),
+            **({role: float(s.num_workers)} if role else {})}  # fmt: skip
+    short = {k: (v, have.get(k, 0.0)) for k, v in need.items() if have.get(k, 0.0) < v}
+    if not short:
+        return
+    key = "placement.train_resource" if role in short else "scaling.use_gpu" if "GPU" in short else "scaling.num_workers"
+    detail = ", ".join(f"{k}: needs {v:g}, the cluster has {h:g}" for k, (v, h) in short.items())
+    message = (f"{key}: {s.num_workers} Train workers x {s.cpus_per_worker:g} CPU{' + 1 GPU' if s.use_gpu else ''}"
+               f" do not fit ({detail}); lower scaling.num_workers / scaling.cpus_per_worker or add nodes")  # fmt: skip
+    if fixed:
+        raise ConfigError(message)
+    LOG.warning("%s (waiting for the autoscaler, if the cluster has one)", message)
 
 
 def quiet_ray() -> None:

@@ -207,6 +207,8 @@ def _validate_settings(space: SweepSpace, base: ExperimentConfig) -> None:
         if not ok:
             raise ConfigError(f"{space.name}: {path}: {message}")
 
+    require(space.metric.startswith("eval/"), "metric", f"{space.metric!r} is not allowed: sweeps optimise an "
+            "evaluation metric (eval/knn_top1, the video retrieval monitor), never the training loss")  # fmt: skip
     require(space.mode in ("max", "min"), "mode", f"{space.mode!r} is not allowed; allowed values: max, min")
     require(isinstance(space.num_samples, int) and space.num_samples >= 1, "num_samples", "must be an int >= 1")
     mct = space.max_concurrent_trials

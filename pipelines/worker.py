@@ -103,7 +103,8 @@ def _restore(model, optimizer) -> tuple[int, int]:
         return 0, 0
     latest = Path(checkpoint.path)
     if latest.is_dir():  # local or shared file system: the run's other checkpoints are siblings
-        older = sorted((p for p in latest.parent.glob("checkpoint_*") if p.name < latest.name), reverse=True)
+        older = sorted((p for p in latest.parent.glob("checkpoint_*") if p.is_dir() and p.name < latest.name),
+                       reverse=True)  # fmt: skip
         state, used, skipped = load_newest_valid([latest, *older])
         for reason in skipped:
             LOG.warning("skipped a corrupt checkpoint: %s", reason)

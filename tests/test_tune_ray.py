@@ -36,7 +36,8 @@ def live_train_resources(ray, wait_s: float = 60.0) -> tuple[list[str], list[str
     while True:
         table = ray.util.placement_group_table()
         groups = [pg for pg, info in table.items() if info["state"] != "REMOVED" and pg.endswith(job)]
-        actors = [a.class_name for a in list_actors(filters=[("state", "=", "ALIVE"), ("job_id", "=", job)])
+        actors = [a.class_name for a in list_actors(address=ray.get_runtime_context().gcs_address,
+                                                        filters=[("state", "=", "ALIVE"), ("job_id", "=", job)])
                   if a.class_name in ("TrainController", "RayTrainWorker")]  # fmt: skip
         if (not groups and not actors) or time.monotonic() > deadline:
             return groups, actors

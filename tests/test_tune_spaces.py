@@ -104,6 +104,12 @@ def test_bad_scheduler__fails_naming_the_setting():
         validate_space(replace(space, scheduler=replace(space.scheduler, max_t=99)))
 
 
+def test_loss_as_the_sweep_metric__is_refused_naming_the_key():
+    space = load_space(ROOT / "tune_spaces" / "smoke.yaml")
+    with pytest.raises(ConfigError, match=r"metric: 'train/loss' is not allowed: sweeps optimise an evaluation"):
+        validate_space(replace(space, metric="train/loss", mode="min"))
+
+
 def test_unknown_space_key__fails_listing_the_allowed_keys(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"base_config": "configs/smoke.yaml", "space": {}, "metrics": "x"}))
