@@ -25,9 +25,11 @@ from pipelines.config import ExperimentConfig, flatten, load_config, to_dict  # 
 from pipelines.curves import plot_curves  # noqa: E402
 from pipelines.session import LOCAL_INSTANCE, check_capacity, connect, output_home, quiet_ray  # noqa: E402
 from pipelines.tracking import (  # noqa: E402
+    MetricLogger,
     default_tracking_uri,
     end_run,
     log_artifacts,
+    log_text,
     reachable_uri,
     redact,
     reopen_run,
@@ -74,6 +76,16 @@ def open_run(config: ExperimentConfig, run_dir: Path, uri: str, parent_run_id: s
     return run_id
 
 
+def log_corpus_report(uri: str, run_id: str, report) -> None:
+    """``data/bad_files`` and ``data/total_files`` at step 0, and the bad files' paths and reasons
+    as ``bad_files.txt`` (the log has them too)."""
+    MetricLogger(uri, run_id).log(report.as_metrics(), 0)  # a resumed run skips the existing point
+    if report.bad_examples:
+        lines = [f"{report.bad} of {report.total} files skipped; the first {len(report.bad_examples)}:"]
+        log_text(uri, run_id, "\n".join(lines + [f"{path}\t{reason}" for path, reason in report.bad_examples]) + "\n",
+                 "bad_files.txt")  # fmt: skip
+
+
 def finish_run(result, run_dir: Path, uri: str, run_id: str, complete: bool) -> Path:
     """Export the latest encoder next to the run and plot the curves; a complete run logs both
     and is closed FINISHED, a stopped one is marked KILLED until ``--resume`` reopens it."""
@@ -111,6 +123,7 @@ def main(
         uri = reachable_uri(config.tracking.tracking_uri or default_tracking_uri(output_home()), run_dir)
         run_id = open_run(config, run_dir, uri)
     print(f"MLflow: run {run_id} in {redact(uri)}", flush=True)
+    log_corpus_report(uri, run_id, report)
     print(f"run directory: {run_dir}", flush=True)
     trainer = build_trainer(config, datasets, run_dir, run_id, uri, stop_after_epochs)
     handler = signal.getsignal(signal.SIGINT)

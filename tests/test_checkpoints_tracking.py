@@ -4,9 +4,11 @@ duplicates a step on resume."""
 import json
 import pickle
 import socket
+from pathlib import Path
 
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
 from pipelines.checkpoints import (
     STATE_FILE,
@@ -146,3 +148,19 @@ def test_reachable_uri__falls_back_to_a_local_store_when_the_server_does_not_ans
 def test_redact__hides_a_password_in_a_tracking_uri():
     assert redact("https://bob:s3cret@mlflow.example.com/path") == "https://bob:***@mlflow.example.com/path"
     assert redact("http://mlflow:5000") == "http://mlflow:5000"
+
+
+def test_log_corpus_report__logs_the_counts_and_the_bad_paths_once(tmp_path):
+    from pipelines.decode import CorpusReport
+    from pipelines.pretrain import log_corpus_report
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = start_run(uri, "exp", "run", {}, {})
+    report = CorpusReport(total=27, bad=2, bad_examples=[("a/x.jpg", "truncated"), ("b/y.png", "empty file")])
+    log_corpus_report(uri, run_id, report)
+    log_corpus_report(uri, run_id, report)  # a resumed run: no second point
+    client = MlflowClient(uri)
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "data/bad_files")] == [(0, 2.0)]
+    assert [m.value for m in client.get_metric_history(run_id, "data/total_files")] == [27.0]
+    text = Path(client.download_artifacts(run_id, "bad_files.txt", str(tmp_path))).read_text()
+    assert "2 of 27 files skipped" in text and "a/x.jpg\ttruncated" in text and "b/y.png\tempty file" in text

@@ -85,8 +85,20 @@ def live_train_state(ray) -> tuple[list, list]:
     return groups, actors
 
 
+def live_objects():
+    """Every object the state API lists.
+
+    The raylet's `total` also counts references that are already released (no pin, no local or
+    task refs), which Ray's memory table drops from the listing, so the API's truncation check
+    misfires (CI saw "all 10 objects ... (> 4)" with limit 10000); what is listed is what is live.
+    """
+    from ray.util.state import list_objects
+
+    return list_objects(address=ADDRESS[0], limit=10_000, raise_on_missing_output=False)
+
+
 def test_soak__three_smoke_jobs_in_a_row_leak_no_actors_groups_or_store_memory(ray_local, tmp_path):
-    from ray.util.state import list_actors, list_objects
+    from ray.util.state import list_actors
 
     ADDRESS[:] = [ray_local.get_runtime_context().gcs_address]
     used = []
@@ -99,7 +111,7 @@ def test_soak__three_smoke_jobs_in_a_row_leak_no_actors_groups_or_store_memory(r
             time.sleep(1.0)
         assert live_train_state(ray_local) == ([], [])
         alive = len(list_actors(address=ADDRESS[0], filters=[("state", "=", "ALIVE")]))
-        objects = list_objects(address=ADDRESS[0], limit=10_000)
+        objects = live_objects()
         used.append((alive, len(objects), sum(o.object_size or 0 for o in objects)))
     print("soak (alive actors, live objects, their bytes) after each job:", used)
     assert used[2][0] <= used[0][0]  # no actor accumulates from job to job
