@@ -113,7 +113,10 @@ def run_trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
     try:
         result = trainer.fit()
     except BaseException:
-        end_run(uri, run_id, "FAILED")
+        # An ASHA stop also ends here (Tune exits the trial); the driver's TrialRuns may have
+        # closed the run as KILLED already, and overrides this FAILED when it runs later.
+        if MlflowClient(uri).get_run(run_id).info.status == "RUNNING":
+            end_run(uri, run_id, "FAILED")
         raise
     epochs = int(result.metrics.get("train/epoch", 0))
     finish_run(result, run_dir, uri, run_id, complete=epochs >= config.train.epochs)
@@ -142,7 +145,8 @@ class TrialRuns(ray.tune.Callback):
             client = MlflowClient(info["tracking_uri"])
             planned = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["epochs"]
             status = client.get_run(info["run_id"]).info.status
-            if status == "RUNNING":
+            # Tune's verdict wins over a FAILED that a stopped trial wrote while being shut down.
+            if status == "RUNNING" or (status == "FAILED" and not failed):
                 status = "FAILED" if failed else ("FINISHED" if epochs >= planned else "KILLED")
                 end_run(info["tracking_uri"], info["run_id"], status)
         shown = "n/a" if value is None else f"{value:.4f}"

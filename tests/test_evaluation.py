@@ -116,3 +116,81 @@ def test_extract_features__applies_the_given_transform():
     images = torch.randint(0, 256, (3, 1, 2, 2), dtype=torch.uint8)
     features = extract_features(encoder, images, transform=lambda x: x.float() - 128.0)
     torch.testing.assert_close(features, images.flatten(1).float() - 128.0)
+
+
+def test_balanced_subset__draws_the_same_count_per_class_reproducibly():
+    from cl_core.evaluation import balanced_subset
+
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate([500, 300, 1200, 1000])])
+    labels = labels[torch.randperm(labels.numel(), generator=torch.Generator().manual_seed(0))]
+    chosen = balanced_subset(labels, 0.1, seed=1)
+    assert torch.bincount(labels[chosen]).tolist() == [75, 75, 75, 75]  # 10% of 3000 over 4 classes
+    assert chosen.unique().numel() == chosen.numel() and torch.equal(chosen, chosen.sort().values)
+    assert torch.equal(chosen, balanced_subset(labels, 0.1, seed=1))
+    assert not torch.equal(chosen, balanced_subset(labels, 0.1, seed=2))
+    assert torch.bincount(labels[balanced_subset(labels, 0.001)]).tolist() == [1, 1, 1, 1]  # at least 1
+    assert torch.bincount(labels[balanced_subset(labels, 1.0)]).tolist() == [500, 300, 750, 750]  # capped
+    with pytest.raises(ValueError, match="fraction"):
+        balanced_subset(labels, 0.0)
+
+
+def test_linear_probe__early_stopped_head_matches_sklearn_on_the_same_fit_split():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from cl_core.evaluation import balanced_subset, linear_probe
+
+    x_train, y_train, x_test, y_test = _classification_split()
+    result = linear_probe(x_train, y_train, x_test, y_test, val_fraction=0.2, seed=0)
+    assert result.weight_decay in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1) and 10 <= result.iterations <= 200
+    val = torch.zeros(len(y_train), dtype=torch.bool)
+    val[balanced_subset(y_train, 0.2, 0)] = True
+    scaler = StandardScaler().fit(x_train[~val].numpy())
+    clf = LogisticRegression(C=1.0 / (result.weight_decay * int((~val).sum())), max_iter=5000)
+    clf.fit(scaler.transform(x_train[~val].numpy()), y_train[~val].numpy())
+    reference = clf.score(scaler.transform(x_test.numpy()), y_test.numpy())
+    assert 0.3 < reference < 0.95
+    assert result.top1 >= reference - 0.01  # early stopping may only help on held-out data
+    assert abs(result.val_top1 - clf.score(scaler.transform(x_train[val].numpy()), y_train[val].numpy())) <= 0.03
+
+
+def test_linear_probe__test_labels_take_no_part_in_the_choice():
+    from cl_core.evaluation import linear_probe
+
+    x_train, y_train, x_test, y_test = _classification_split()
+    first = linear_probe(x_train, y_train, x_test, y_test, max_iterations=60)
+    shuffled = linear_probe(x_train, y_train, x_test, y_test.flip(0), max_iterations=60)
+    assert (first.weight_decay, first.iterations, first.val_top1) == (
+        shuffled.weight_decay, shuffled.iterations, shuffled.val_top1)  # fmt: skip
+    assert first.top1 != shuffled.top1
+
+
+def _pattern_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class 0: bright top half, class 1: bright bottom half, class 2: bright left half, + noise."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 3
+    images = torch.randint(0, 100, (n, 1, 12, 12), generator=gen)
+    images[labels == 0, :, :6] += 150
+    images[labels == 1, :, 6:] += 150
+    images[labels == 2, :, :, :6] += 150
+    return images.clamp(0, 255).to(torch.uint8), labels
+
+
+def test_fine_tune__learns_a_few_labels_and_leaves_the_encoder_alone():
+    from cl_core.evaluation import FineTuneSettings, fine_tune_top1
+
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                            nn.Flatten())  # fmt: skip
+    encoder.output_dim = 32
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    train_images, train_labels = _pattern_images(30, 0)
+    test_images, test_labels = _pattern_images(90, 1)
+    settings = FineTuneSettings(epochs=1, min_steps=60, batch_size=10, lr=0.05)
+    top1 = fine_tune_top1(encoder, train_images, train_labels, test_images, test_labels,
+                          transform=lambda x: x.float() / 255.0, settings=settings)  # fmt: skip
+    assert top1 >= 0.9  # chance: 1/3
+    assert all(torch.equal(v, before[k]) for k, v in encoder.state_dict().items())
+    again = fine_tune_top1(encoder, train_images, train_labels, test_images, test_labels,
+                           transform=lambda x: x.float() / 255.0, settings=settings)  # fmt: skip
+    assert again == top1  # seeded
