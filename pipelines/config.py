@@ -6,6 +6,7 @@ and the allowed values. Only plain dicts (``to_dict``) cross process boundaries.
 """
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -189,6 +190,21 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML as people write it: ``1e-3`` is a float (YAML 1.2), not the string PyYAML's YAML 1.1
+    rules make of an exponent without a dot."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML safely (no arbitrary objects), reading ``1e-3`` as a number."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
 def apply_override(values: dict[str, Any], assignment: str) -> None:
     """Apply one ``a.b.c=value`` (value parsed as YAML) to nested ``values`` in place."""
     if "=" not in assignment:
@@ -200,7 +216,7 @@ def apply_override(values: dict[str, Any], assignment: str) -> None:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {path}: {key} is not a mapping")
-    node[keys[-1]] = yaml.safe_load(raw)
+    node[keys[-1]] = load_yaml(raw)
 
 
 def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
@@ -215,7 +231,7 @@ def load_config(
     """Load and validate a config: YAML file (or ``values``), then ``overrides`` in order."""
     data: dict[str, Any] = dict(values or {})
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        loaded = load_yaml(Path(path).read_text()) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
         data = loaded

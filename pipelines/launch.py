@@ -3,11 +3,26 @@
 from pathlib import Path
 
 import ray.train
+import torch
 from ray.train.torch import TorchTrainer
 
-from pipelines.config import ExperimentConfig, to_dict
+from pipelines.config import ConfigError, ExperimentConfig, to_dict
 from pipelines.data import Datasets
-from pipelines.worker import train_loop_per_worker
+from pipelines.worker import build_model, train_loop_per_worker
+
+
+def check_model_builds(config: ExperimentConfig) -> None:
+    """Builds the method on the meta device (no memory, milliseconds), so a config whose values
+    pass validation but cannot make a model (a negative width, a head that does not fit the
+    backbone) fails here, before any Train worker starts."""
+    try:
+        with torch.device("meta"):
+            build_model(config, config.scaling.num_workers)
+    except Exception as error:  # noqa: BLE001 - any construction error is the config's
+        raise ConfigError(
+            f"method / backbone: {config.method.name} on {config.backbone.name} does not build from this config: "
+            f"{type(error).__name__}: {error}"
+        ) from error
 
 
 def build_trainer(

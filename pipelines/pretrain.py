@@ -105,8 +105,9 @@ def main(
 ) -> dict[str, float]:
     """Run (or resume) one pretraining job; returns the last reported metrics."""
     from pipelines.data import build_datasets  # Ray Data
-    from pipelines.launch import build_trainer  # Ray Train
+    from pipelines.launch import build_trainer, check_model_builds  # Ray Train
 
+    check_model_builds(config)
     where = connect()
     print(f"Ray: using {where}", flush=True)
     quiet_ray()
@@ -125,10 +126,9 @@ def main(
     print(f"MLflow: run {run_id} in {redact(uri)}", flush=True)
     log_corpus_report(uri, run_id, report)
     print(f"run directory: {run_dir}", flush=True)
-    trainer = build_trainer(config, datasets, run_dir, run_id, uri, stop_after_epochs)
     handler = signal.getsignal(signal.SIGINT)
     try:
-        result = trainer.fit()
+        result = build_trainer(config, datasets, run_dir, run_id, uri, stop_after_epochs).fit()
     except BaseException:
         end_run(uri, run_id, "FAILED")
         raise

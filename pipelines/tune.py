@@ -26,7 +26,7 @@ import ray.tune  # noqa: E402
 import yaml  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from pipelines.config import ExperimentConfig, load_config, to_dict  # noqa: E402
+from pipelines.config import ExperimentConfig, load_config, load_yaml, to_dict  # noqa: E402
 from pipelines.pretrain import RUN_INFO, SMOKE, finish_run, open_run  # noqa: E402
 from pipelines.session import connect, output_home, quiet_ray  # noqa: E402
 from pipelines.tracking import default_tracking_uri, end_run, log_artifacts, reopen_run, start_run  # noqa: E402
@@ -94,7 +94,7 @@ def run_trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
             config as a dict), ``space`` (the space's entries).
     """
     from pipelines.data import build_datasets  # Ray Data
-    from pipelines.launch import build_trainer  # Ray Train
+    from pipelines.launch import build_trainer, check_model_builds  # Ray Train
     from ray.tune.integration.ray_train import TuneReportCallback
 
     quiet_ray()
@@ -109,9 +109,9 @@ def run_trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
         run_id = open_run(config, run_dir, uri, parent_run_id=sweep["parent_run_id"])
         MlflowClient(uri).set_tag(run_id, "trial", name)
     # Ray: the Train run reports each epoch's metrics to this trial (ASHA decides on them).
-    trainer = build_trainer(config, datasets, run_dir, run_id, uri, callbacks=[TuneReportCallback()])
     try:
-        result = trainer.fit()
+        check_model_builds(config)  # after open_run: a trial that cannot build shows as a FAILED child run
+        result = build_trainer(config, datasets, run_dir, run_id, uri, callbacks=[TuneReportCallback()]).fit()
     except BaseException:
         # An ASHA stop also ends here (Tune exits the trial); the driver's TrialRuns may have
         # closed the run as KILLED already, and overrides this FAILED when it runs later.
@@ -143,7 +143,7 @@ class TrialRuns(ray.tune.Callback):
         if (run_dir / RUN_INFO).exists():
             info = json.loads((run_dir / RUN_INFO).read_text())
             client = MlflowClient(info["tracking_uri"])
-            planned = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["epochs"]
+            planned = load_yaml((run_dir / "config.yaml").read_text())["train"]["epochs"]
             status = client.get_run(info["run_id"]).info.status
             # Tune's verdict wins over a FAILED that a stopped trial wrote while being shut down.
             if status == "RUNNING" or (status == "FAILED" and not failed):
@@ -224,7 +224,7 @@ def write_best(rows: list[dict[str, Any]], sweep_dir: Path, metric: str, mode: s
     if not scored:
         raise RuntimeError(f"no trial reported {metric}; see the trial errors above and in {sweep_dir}")
     best = (max if mode == "max" else min)(scored, key=lambda r: r["final"])
-    values = yaml.safe_load((sweep_dir / RUNS / best["trial"] / "config.yaml").read_text())
+    values = load_yaml((sweep_dir / RUNS / best["trial"] / "config.yaml").read_text())
     load_config(values=copy.deepcopy(values))  # the file must load and validate as written
     path = sweep_dir / "best_config.yaml"
     header = (f"# Best trial {best['trial']} of sweep {sweep_dir.name}: final {metric} {best['final']:.4f}.\n"

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.config import ExperimentConfig, flatten, load_config, to_dict
+from pipelines.config import ExperimentConfig, flatten, load_config, load_yaml, to_dict
 from pipelines.validate import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def _unknown(path: str, allowed: list[str], where: str) -> ConfigError:
 def load_space(path: str | Path) -> SweepSpace:
     """Read a space file (strict keys; ``base_config`` relative to the project root or the file)."""
     path = Path(path)
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = load_yaml(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     for key in raw:
@@ -159,7 +159,7 @@ def format_override(path: str, value: Any) -> str:
     """``path=value`` with the value as flow YAML that reads back equal (1e-05 stays a float)."""
     text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
     text = text.removesuffix("...").strip()
-    if yaml.safe_load(text) != value:
+    if load_yaml(text) != value:
         raise ConfigError(f"{path}: value {value!r} does not round-trip through YAML")
     return f"{path}={text}"
 

@@ -20,3 +20,24 @@ def ray_local():
              configure_logging=False)  # fmt: skip
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(ray_local, tmp_path_factory):
+    """One finished ``configs/smoke.yaml`` run (2 epochs, 8 steps each) on the shared Ray,
+    tracked in its own SQLite MLflow store; tests that only read a finished run share it (a
+    Train run costs ~40 s on 2 cores). Returns (config, run_dir, tracking_uri, run_id, metrics)."""
+    import json
+    from pathlib import Path
+
+    from pipelines import pretrain
+    from pipelines.config import load_config
+
+    root = tmp_path_factory.mktemp("smoke_run")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+    config = load_config(smoke, [f"tracking.tracking_uri={uri}", f"checkpoint.output_dir={root / 'runs'}"])
+    run_dir = root / "runs" / "smoke-e2e"
+    metrics = pretrain.main(config, run_dir)
+    run_id = json.loads((run_dir / pretrain.RUN_INFO).read_text())["run_id"]
+    return config, run_dir, uri, run_id, metrics

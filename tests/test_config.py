@@ -107,3 +107,27 @@ def test_shipped_config__validates_and_round_trips_through_a_plain_dict(path):
 def test_flatten__gives_dotted_paths():
     flat = flatten(to_dict(load_config(ROOT / "configs" / "smoke.yaml")))
     assert flat["train.epochs"] == 2 and flat["method.name"] == "simclr"
+
+
+def test_config_whose_model_cannot_build__fails_before_any_ray_work(monkeypatch):
+    from pipelines import pretrain
+    from pipelines.launch import check_model_builds
+
+    check_model_builds(load_config(ROOT / "configs" / "smoke.yaml"))  # a good config builds on the meta device
+    bad = load_config(ROOT / "configs" / "smoke.yaml", ["method.params.hidden_dim=-1"])  # valid type, no model
+
+    def no_cluster():
+        raise AssertionError("connected to Ray before the model was checked")
+
+    monkeypatch.setattr(pretrain, "connect", no_cluster)
+    with pytest.raises(ConfigError, match=r"method / backbone: simclr on tiny_cnn does not build.*negative dimension"):
+        pretrain.main(bad, Path("/nonexistent/run"))
+
+
+def test_exponent_without_a_dot__reads_as_a_number_in_files_and_overrides(tmp_path):
+    path = tmp_path / "lr.yaml"
+    path.write_text((ROOT / "configs" / "smoke.yaml").read_text().replace("base_lr: 0.06", "base_lr: 6e-2"))
+    assert load_config(path).train.base_lr == 0.06  # PyYAML alone reads "6e-2" as a string
+    config = load_config(ROOT / "configs" / "smoke.yaml", ["train.base_lr=3E-4", "method.params.temperature=1e-1"])
+    assert (config.train.base_lr, config.method.params["temperature"]) == (3e-4, 0.1)
+    assert load_config(ROOT / "configs" / "smoke.yaml", ["name=1e5x"]).name == "1e5x"  # not a number: a string

@@ -2,7 +2,6 @@
 metrics in the same run, and kNN / linear numbers equal to an in-process recomputation on the
 same images (the Ray Data extraction keeps rows and features aligned)."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,7 @@ from cl_core import build_backbone
 from cl_core.datasets import load_fashion_mnist
 from cl_core.evaluation import FineTuneSettings, extract_features, knn_top1, linear_probe
 from cl_core.transforms import normalize
-from pipelines import evaluate, pretrain
-from pipelines.config import load_config
+from pipelines import evaluate
 from pipelines.data import normalization
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,12 +32,8 @@ def in_process_features(run_dir: Path, config) -> tuple[torch.Tensor, ...]:
     return tuple(out)
 
 
-def test_evaluate__from_a_run_id_logs_final_metrics_that_match_an_in_process_recomputation(ray_local, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = load_config(ROOT / "configs" / "smoke.yaml", ["train.epochs=1", f"tracking.tracking_uri={uri}"])
-    run_dir = tmp_path / "runs" / "smoke-eval"
-    pretrain.main(config, run_dir)
-    run_id = json.loads((run_dir / pretrain.RUN_INFO).read_text())["run_id"]
+def test_evaluate__from_a_run_id_logs_final_metrics_that_match_an_in_process_recomputation(smoke_run):
+    config, run_dir, uri, run_id, _ = smoke_run  # shared with test_pipeline_ray: evaluation only adds final/*
 
     protocol = evaluate.Protocol(train_size=TRAIN, test_size=TEST, fractions=(0.05,), workers=2,
                                  finetune=FineTuneSettings(epochs=1, min_steps=10))  # fmt: skip
@@ -51,7 +45,7 @@ def test_evaluate__from_a_run_id_logs_final_metrics_that_match_an_in_process_rec
     logged = client.get_run(run_id).data.metrics
     assert {k: logged[k] for k in results} == pytest.approx(results)
     [knn_point] = client.get_metric_history(run_id, "final/knn_top1")
-    assert knn_point.step == 8  # the run's last step (512 images / batch 64)
+    assert knn_point.step == 16  # the run's last step (2 epochs x 512 images / batch 64)
     assert "evaluation.json" in {a.path for a in client.list_artifacts(run_id)}
 
     train_f, train_y, test_f, test_y = in_process_features(run_dir, config)

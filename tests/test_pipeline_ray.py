@@ -31,11 +31,9 @@ def smoke_config(tmp_path: Path, *overrides: str):
     return load_config(SMOKE, [f"tracking.tracking_uri={uri}", f"checkpoint.output_dir={tmp_path / 'runs'}", *overrides])
 
 
-def test_pretrain__logs_a_finished_mlflow_run_with_history_and_encoder(ray_local, tmp_path):
-    config = smoke_config(tmp_path)
-    run_dir = tmp_path / "runs" / "smoke-e2e"
-    metrics = main(config, run_dir)
-    uri, run_id = run_info(run_dir)
+def test_pretrain__logs_a_finished_mlflow_run_with_history_and_encoder(smoke_run):
+    _, run_dir, uri, run_id, metrics = smoke_run
+    assert run_info(run_dir) == (uri, run_id)
     run = MlflowClient(uri).get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["method.name"] == "simclr" and run.data.tags["dataset"] == "fashion_mnist"
@@ -70,7 +68,8 @@ def test_pretrain__resumed_run_continues_the_step_counter_and_the_moco_queue(ray
 def test_two_workers__match_one_worker_for_the_same_global_batch(ray_local, tmp_path):
     results = {}
     for workers in (1, 2):
-        config = smoke_config(tmp_path, f"scaling.num_workers={workers}", "scaling.cpus_per_worker=0.5")
+        config = smoke_config(tmp_path, f"scaling.num_workers={workers}", "scaling.cpus_per_worker=0.5",
+                              "train.epochs=1")  # fmt: skip
         results[workers] = main(config, tmp_path / "runs" / f"workers-{workers}")
     assert results[2]["train/loss"] == pytest.approx(results[1]["train/loss"], rel=0.1)
     assert results[2]["eval/knn_top1"] == pytest.approx(results[1]["eval/knn_top1"], abs=0.08)

@@ -3,16 +3,21 @@
 - Killing the Train worker process (SIGKILL by pid) mid-run: Ray Train restarts it from the
   last checkpoint, the same MLflow run goes on without repeated or missing steps, and the MoCo
   queue is restored (its pointer ends where an uninterrupted run's would).
+- A non-finite loss on a Train worker fails the job with the step and the method in the error;
+  the MLflow run ends FAILED and holds no non-finite point.
 - A soak: the smoke job three times in a row on the same instance leaves no Train actors or
   placement groups behind, and neither live actors nor live objects accumulate.
 """
 
+import json
+import math
 import os
 import signal
 import threading
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -116,3 +121,21 @@ def test_soak__three_smoke_jobs_in_a_row_leak_no_actors_groups_or_store_memory(r
     print("soak (alive actors, live objects, their bytes) after each job:", used)
     assert used[2][0] <= used[0][0]  # no actor accumulates from job to job
     assert used[2][1] <= used[0][1] + 10 and used[2][2] <= used[0][2] + 16 * 2**20  # nor do objects
+
+
+def test_non_finite_loss__fails_the_job_naming_step_and_method_and_the_run_ends_failed(ray_local, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # SimCLR at temperature 1e-38 (valid: > 0) overflows the float32 logits: an inf loss at the
+    # first step, on the Train worker, after the data, MLflow and Train setup have all run.
+    config = load_config(SMOKE, ["method.params.temperature=1e-38", "checkpoint.max_failures=0",
+                                 f"tracking.tracking_uri={uri}"])  # fmt: skip
+    run_dir = tmp_path / "runs" / "non-finite"
+    with pytest.raises(Exception, match=r"non-finite loss at step 0 \(method 'simclr'\)"):
+        pretrain.main(config, run_dir)
+    run_id = json.loads((run_dir / pretrain.RUN_INFO).read_text())["run_id"]
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    points = [m.value for key in run.data.metrics for m in client.get_metric_history(run_id, key)]
+    assert all(math.isfinite(v) for v in points)
+    assert "train/loss" not in run.data.metrics  # no step completed, so none was logged

@@ -1,6 +1,8 @@
 """The single-process trainer: schedules reach the optimizer, steps are counted, a NaN stops
 the run at its step before touching the weights, runs are reproducible."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -53,6 +55,9 @@ def test_train_steps__non_finite_loss_names_the_step_and_leaves_weights_untouche
     with pytest.raises(NonFiniteLossError, match="step 2 .*simclr") as info:
         train_steps(model, optimizer, data, lambda v: (v, None), StepSchedules(np.full(4, 0.1)), 0, on_step=remember)
     assert info.value.step == 2 and "loss" in info.value.last_metrics
+    again = pickle.loads(pickle.dumps(info.value))  # how Ray carries it from a worker
+    assert (again.step, again.method, again.last_metrics, str(again)) == (
+        2, "simclr", info.value.last_metrics, str(info.value))  # fmt: skip
     # Parameters are untouched (BN running statistics did see the bad batch: resume from a
     # checkpoint to roll those back).
     for key, value in model.named_parameters():

@@ -28,6 +28,9 @@ class NonFiniteLossError(RuntimeError):
             f"non-finite loss at step {step} (method {method!r}); last finite metrics: {last_metrics}"
         )
 
+    def __reduce__(self):  # pickles with its fields: Ray sends it from the worker to the driver
+        return type(self), (self.step, self.method, self.last_metrics)
+
 
 @dataclass
 class StepSchedules:
