@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from pipelines import pretrain
 from pipelines.config import load_config
 from pipelines.tune import main
 
@@ -46,9 +47,9 @@ def live_train_resources(ray, wait_s: float = 60.0) -> tuple[list[str], list[str
 def test_sweep__asha_stops_weak_trials_and_mlflow_nests_one_child_run_per_trial(ray_local, tmp_path):
     started = time.monotonic()
     summary = main(SMOKE_SPACE, sweep_overrides(tmp_path))
-    print(f"sweep of 3 trials: {time.monotonic() - started:.0f} s")
+    print(f"sweep of 4 trials: {time.monotonic() - started:.0f} s")
     rows, uri, parent = summary["rows"], summary["tracking_uri"], summary["parent_run_id"]
-    assert len(rows) == 3 and summary["num_errors"] == 0
+    assert len(rows) == 4 and summary["num_errors"] == 0
     assert all(r["status"] in ("FINISHED", "KILLED") for r in rows), rows
     stopped = [r for r in rows if r["status"] == "KILLED"]
     assert stopped and all(r["epochs"] < EPOCHS for r in stopped), rows
@@ -56,7 +57,7 @@ def test_sweep__asha_stops_weak_trials_and_mlflow_nests_one_child_run_per_trial(
 
     runs = {r.info.run_id: r for r in mlflow_runs(uri)}
     children = [r for r in runs.values() if r.data.tags.get("mlflow.parentRunId") == parent]
-    assert len(runs) == 4 and len(children) == 3
+    assert len(runs) == 5 and len(children) == 4
     assert runs[parent].info.status == "FINISHED"
     client = MlflowClient(uri)
     by_trial = {r.data.tags["trial"]: r for r in children}
@@ -77,8 +78,12 @@ def test_sweep__asha_stops_weak_trials_and_mlflow_nests_one_child_run_per_trial(
     assert [(r["trial"], r["final"], r["epochs"]) for r in again["rows"]] == [
         (r["trial"], r["final"], r["epochs"]) for r in rows
     ]
-    assert len(mlflow_runs(uri)) == 4
+    assert len(mlflow_runs(uri)) == 5
 
+    # The best config runs as a plain pretraining job (1 epoch here).
+    config = load_config(summary["best_config"], ["train.epochs=1"])
+    metrics = pretrain.main(config, tmp_path / "runs" / "best-1-epoch")
+    assert metrics["train/epoch"] == 1 and 0.0 < metrics["eval/knn_top1"] <= 1.0
 
 
 def test_sweep__goes_on_after_a_failed_trial_and_a_restore_reruns_only_that_trial(ray_local, tmp_path):
