@@ -126,6 +126,13 @@ class MetricLogger:
             self._warned = False
         self._pending = []
 
+    def tag(self, key: str, value: str) -> None:
+        """Set a run tag; when the server does not answer, warn and go on (tags are notes)."""
+        try:
+            self.client.set_tag(self.run_id, key, value[:5000])  # MLflow's tag value limit
+        except Exception as exc:  # noqa: BLE001
+            LOG.warning("MLflow at %s: could not set tag %s=%r: %s", redact(self.uri), key, value, exc)
+
     def _keep_locally(self, batch: list[Metric], exc: Exception) -> None:
         if self.spool is not None:
             self.spool.parent.mkdir(parents=True, exist_ok=True)

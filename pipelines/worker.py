@@ -95,12 +95,14 @@ def _save_checkpoint(model, optimizer, step: int, epoch: int, metrics: dict, dir
     atomic_save(state, directory / STATE_FILE)
 
 
-def _restore(model, optimizer) -> tuple[int, int]:
+def _restore(model, optimizer) -> tuple[int, int, list[str]]:
     """Resume from the latest reported checkpoint, or from an older one of the run when the
-    latest does not verify (truncated or modified); returns (step, epochs done)."""
+    latest does not verify (truncated or modified); returns (step, epochs done, one "path:
+    reason" line per corrupt checkpoint skipped)."""
     checkpoint = ray.train.get_checkpoint()  # Ray: latest checkpoint of this run, if any
+    skipped: list[str] = []
     if checkpoint is None:
-        return 0, 0
+        return 0, 0, skipped
     latest = Path(checkpoint.path)
     if latest.is_dir():  # local or shared file system: the run's other checkpoints are siblings
         older = sorted((p for p in latest.parent.glob("checkpoint_*") if p.is_dir() and p.name < latest.name),
@@ -116,7 +118,7 @@ def _restore(model, optimizer) -> tuple[int, int]:
     unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
-    return int(state["step"]), int(state["epoch"])
+    return int(state["step"]), int(state["epoch"]), skipped
 
 
 def _schedules(config: ExperimentConfig, steps_per_epoch: int) -> tuple[StepSchedules, float]:
@@ -149,11 +151,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     schedules, peak = _schedules(config, steps_per_epoch)
     optimizer = build_optimizer(unwrap(model), config.train.optimizer, peak, config.train.weight_decay,
                                 config.train.momentum)  # fmt: skip
-    step, first_epoch = _restore(model, optimizer)
+    step, first_epoch, skipped = _restore(model, optimizer)
     prepare, (mean, std) = batch_preparer(config, rank), normalization(config)
     eval_split = _eval_split(config) if rank == 0 else None
     uri, run_id, spool = loop_config["tracking_uri"], loop_config["run_id"], loop_config.get("spool")
     logger = MetricLogger(uri, run_id, spool) if rank == 0 else None
+    if logger is not None and skipped:  # the run says it went back (the warning is in the worker log)
+        logger.tag("checkpoint.skipped_corrupt", "; ".join(skipped))
+        logger.tag("checkpoint.resumed_from_epoch", str(first_epoch))
     progress = ProgressLine(config.train.epochs, steps_per_epoch, step) if rank == 0 else None
 
     def on_step(global_step: int, metrics: dict[str, float]) -> None:

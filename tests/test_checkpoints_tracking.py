@@ -133,6 +133,22 @@ def test_metric_logger__keeps_points_while_mlflow_is_down_and_uploads_them_when_
     assert any("answers again: uploaded 4 pending" in r.message for r in caplog.records)
 
 
+def test_metric_logger_tag__is_set_or_warned_about_never_raised(tmp_path, caplog):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = start_run(uri, "exp", "run", {}, {})
+    logger = MetricLogger(uri, run_id)
+    logger.tag("checkpoint.resumed_from_epoch", "1")
+    assert logger.client.get_run(run_id).data.tags["checkpoint.resumed_from_epoch"] == "1"
+
+    class Down:
+        def set_tag(self, *args):
+            raise ConnectionError("Connection refused")
+
+    logger.client = Down()
+    logger.tag("checkpoint.skipped_corrupt", "checkpoint_2: truncated")  # training goes on
+    assert "could not set tag checkpoint.skipped_corrupt" in caplog.text and "Connection refused" in caplog.text
+
+
 def test_reachable_uri__falls_back_to_a_local_store_when_the_server_does_not_answer(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     with socket.socket() as s:  # a port nothing listens on

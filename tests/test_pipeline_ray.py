@@ -48,21 +48,37 @@ def test_pretrain__logs_a_finished_mlflow_run_with_history_and_encoder(smoke_run
 
 
 def test_pretrain__resumed_run_continues_the_step_counter_and_the_moco_queue(ray_local, tmp_path):
-    overrides = ["method.name=moco", "method.params={hidden_dim: 64, projection_dim: 32, queue_size: 1024}"]
+    overrides = ["method.name=moco", "method.params={hidden_dim: 64, projection_dim: 32, queue_size: 1024}",
+                 "train.epochs=3"]  # fmt: skip
     config = smoke_config(tmp_path, *overrides)
     run_dir = tmp_path / "runs" / "moco-resume"
     main(config, run_dir, stop_after_epochs=1)
     uri, run_id = run_info(run_dir)
     assert [s for s, _ in history(uri, run_id, "train/epoch")] == [8]
-    main(config, run_dir, resume=True)
+    main(config, run_dir, resume=True, stop_after_epochs=1)
     assert [s for s, _ in history(uri, run_id, "train/epoch")] == [8, 16]
     assert [v for _, v in history(uri, run_id, "train/epoch")] == [1.0, 2.0]
-    final = sorted(p for p in run_dir.glob("checkpoint_*") if p.is_dir())[-1]
-    state = verified_load(final / STATE_FILE)
+    second = sorted(p for p in run_dir.glob("checkpoint_*") if p.is_dir())[-1]
+    state = verified_load(second / STATE_FILE)
     assert state["step"] == 16 and state["epoch"] == 2
     # 16 steps x 64 keys = 1024 pushes: the pointer is back at 0 only if epoch 1's queue was restored.
     assert int(state["model"]["queue.ptr"]) == 0
-    assert MlflowClient(uri).get_run(run_id).info.status == "FINISHED"
+
+    # The latest checkpoint truncated (a crash mid-copy): the run resumes from epoch 1's, redoes
+    # epoch 2 without logging its steps twice, and finishes.
+    data = (second / STATE_FILE).read_bytes()
+    (second / STATE_FILE).write_bytes(data[: len(data) // 2])
+    main(config, run_dir, resume=True)
+    assert [s for s, _ in history(uri, run_id, "train/epoch")] == [8, 16, 24]
+    assert [v for _, v in history(uri, run_id, "train/epoch")] == [1.0, 2.0, 3.0]
+    final = sorted(p for p in run_dir.glob("checkpoint_*") if p.is_dir())[-1]
+    state = verified_load(final / STATE_FILE)
+    assert state["step"] == 24 and state["epoch"] == 3
+    assert int(state["model"]["queue.ptr"]) == 512  # 24 x 64 pushes on top of epoch 1's restored queue
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["checkpoint.resumed_from_epoch"] == "1"
+    assert second.name in run.data.tags["checkpoint.skipped_corrupt"]
 
 
 def test_two_workers__match_one_worker_for_the_same_global_batch(ray_local, tmp_path):
