@@ -1,5 +1,6 @@
 """The main job end to end on a local Ray: MLflow run contents, resume without lost or repeated
-steps (MoCo queue restored), 2 workers vs 1 worker."""
+steps (MoCo queue restored; a truncated latest checkpoint falls back to the previous one),
+2 workers vs 1 worker."""
 
 from pathlib import Path
 
