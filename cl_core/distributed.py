@@ -72,6 +72,17 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+@torch.no_grad()
+def all_ranks(flag: torch.Tensor) -> bool:
+    """True when the boolean scalar ``flag`` is true on every rank (itself without a process
+    group). Every rank must call it, so all of them take the same branch afterwards."""
+    if not is_distributed():
+        return bool(flag)
+    agreed = flag.detach().to(torch.int32).reshape(1)
+    dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
+    return bool(agreed.item())
+
+
 def global_offset(local_size: int) -> int:
     """Index of this rank's first row in the gathered global batch."""
     return rank() * local_size

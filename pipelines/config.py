@@ -82,6 +82,10 @@ class TrainConfig:
     channels_last: bool = False
     sync_batchnorm: bool = False
     seed: int = 0
+    on_non_finite: str = "stop"  # stop | rollback (to the last checkpoint, lr x rollback_lr_factor)
+    rollback_lr_factor: float = 0.5
+    max_rollbacks: int = 2
+    inject_nan_at_step: int | None = None  # fault drill: the loss at this global step is NaN, once
 
 
 @dataclass(frozen=True)

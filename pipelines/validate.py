@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 SOURCES = ("fashion_mnist", "image_folder", "parquet", "video_folder")
 PRECISIONS = ("fp32", "bf16")
 LR_SCALING = ("linear", "sqrt", "none")
+NON_FINITE_ACTIONS = ("stop", "rollback")
 
 
 class ConfigError(ValueError):
@@ -135,6 +136,12 @@ def _validate_train(config: "ExperimentConfig") -> None:
     _require(0 <= train.warmup_epochs < train.epochs, "train.warmup_epochs", "must be in [0, train.epochs)")
     _require(train.grad_clip is None or train.grad_clip > 0, "train.grad_clip", "must be > 0 or null")
     _require(config.scaling.cpus_per_worker > 0, "scaling.cpus_per_worker", "must be > 0")
+    _one_of(train.on_non_finite, NON_FINITE_ACTIONS, "train.on_non_finite")
+    _require(0.0 < train.rollback_lr_factor < 1.0, "train.rollback_lr_factor",
+             f"must be in (0, 1), got {train.rollback_lr_factor}")  # fmt: skip
+    _require(train.max_rollbacks >= 0, "train.max_rollbacks", f"must be >= 0, got {train.max_rollbacks}")
+    _require(train.inject_nan_at_step is None or train.inject_nan_at_step >= 0, "train.inject_nan_at_step",
+             f"must be >= 0 or null, got {train.inject_nan_at_step}")  # fmt: skip
 
 
 def _validate_rest(config: "ExperimentConfig") -> None:

@@ -2,6 +2,7 @@
 evaluate and checkpoint on rank 0. Ray touch points are marked ``# Ray:``."""
 
 import inspect
+import io
 import itertools
 import logging
 import os
@@ -18,7 +19,7 @@ import torch
 from cl_core import build_backbone, build_method
 from cl_core.methods import method_class
 from cl_core.optim import build_optimizer, scale_lr, warmup_cosine
-from cl_core.training import StepSchedules, knn_monitor, train_steps, unwrap
+from cl_core.training import NonFiniteLossError, StepSchedules, knn_monitor, train_steps, unwrap
 from cl_core.training.pretrain import LabelledSplit
 from cl_core.transforms import normalize_clips
 from pipelines.checkpoints import STATE_FILE, atomic_save, export_encoder, load_newest_valid, verified_load
@@ -121,6 +122,48 @@ def _restore(model, optimizer) -> tuple[int, int, list[str]]:
     return int(state["step"]), int(state["epoch"]), skipped
 
 
+def _snapshot(model, optimizer, step: int, epoch: int) -> bytes:
+    """What a checkpoint holds, serialised in memory (off the device), for
+    ``train.on_non_finite: rollback``; every rank keeps its own."""
+    buffer = io.BytesIO()
+    torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "epoch": epoch, "torch_rng": torch.get_rng_state()}, buffer)  # fmt: skip
+    return buffer.getvalue()
+
+
+def _roll_back(model, optimizer, snapshot: bytes, device: torch.device) -> tuple[int, int]:
+    """Restore a :func:`_snapshot` (weights, optimizer, method state such as the MoCo queue or
+    EMA target, BN statistics, RNG); returns its (step, epoch)."""
+    state = torch.load(io.BytesIO(snapshot), map_location=device, weights_only=True)
+    unwrap(model).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    return int(state["step"]), int(state["epoch"])
+
+
+class NanInjector:
+    """Fault drill (``train.inject_nan_at_step``): the views of that global step become NaN, so
+    its loss is non-finite; fires once per worker process."""
+
+    def __init__(self, step: int | None) -> None:
+        self.step, self.fired = step, step is None
+
+    def wrap(self, prepare: Callable, start_step: int) -> Callable:
+        if self.fired:
+            return prepare
+        steps = itertools.count(start_step)  # train_steps prepares each step's batch once, in order
+
+        def prepare_or_poison(batch):
+            views, targets = prepare(batch)
+            if next(steps) == self.step and not self.fired:
+                self.fired = True
+                LOG.warning("train.inject_nan_at_step: NaN views at step %d", self.step)
+                views = [torch.full_like(v, float("nan")) for v in views]
+            return views, targets
+
+        return prepare_or_poison
+
+
 def _schedules(config: ExperimentConfig, steps_per_epoch: int) -> tuple[StepSchedules, float]:
     t = config.train
     peak = scale_lr(t.base_lr, t.global_batch_size, rule=t.lr_scaling)
@@ -161,30 +204,55 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         logger.tag("checkpoint.resumed_from_epoch", str(first_epoch))
     progress = ProgressLine(config.train.epochs, steps_per_epoch, step) if rank == 0 else None
 
+    logged_to = [step]  # per-step points up to here are in MLflow: a rollback does not repeat them
+
     def on_step(global_step: int, metrics: dict[str, float]) -> None:
-        if logger is not None and global_step % 10 == 0:
+        if logger is not None and global_step % 10 == 0 and global_step > logged_to[0]:
             logger.log({f"train/step_{k}": v for k, v in metrics.items()}, global_step)
+            logged_to[0] = global_step
 
     shard = ray.train.get_dataset_shard("train")  # Ray: this worker's part of the stream
     stop = loop_config.get("stop_after_epochs")
     end_epoch = config.train.epochs if stop is None else min(config.train.epochs, first_epoch + stop)
-    for epoch in range(first_epoch, end_epoch):
+    rollback = config.train.on_non_finite == "rollback"
+    snapshot = _snapshot(model, optimizer, step, first_epoch) if rollback else b""
+    injector, rollbacks, epoch = NanInjector(config.train.inject_nan_at_step), 0, first_epoch
+    while epoch < end_epoch:
         batches = shard.iter_torch_batches(batch_size=per_worker, drop_last=True, device=device)
         started = time.perf_counter()
-        # A NaN/inf loss raises NonFiniteLossError naming the step, method and last metrics.
-        metrics = train_steps(model, optimizer, itertools.islice(batches, steps_per_epoch), prepare, schedules,
-                              step, PRECISION[config.train.precision], config.train.grad_clip, on_step)  # fmt: skip
+        try:  # a NaN/inf loss raises NonFiniteLossError naming the step, method and last metrics
+            metrics = train_steps(model, optimizer, itertools.islice(batches, steps_per_epoch),
+                                  injector.wrap(prepare, step), schedules, step, PRECISION[config.train.precision],
+                                  config.train.grad_clip, on_step)  # fmt: skip
+        except NonFiniteLossError as error:
+            if not rollback or rollbacks >= config.train.max_rollbacks:
+                raise
+            rollbacks += 1
+            factor = config.train.rollback_lr_factor
+            step, epoch = _roll_back(model, optimizer, snapshot, device)
+            schedules = StepSchedules(schedules.lr * factor, schedules.weight_decay)
+            note = (f"non-finite loss at step {error.step}: rolled back to step {step} (epoch {epoch}), "
+                    f"learning rate x{factor ** rollbacks:g} (rollback {rollbacks} of {config.train.max_rollbacks})")  # fmt: skip
+            LOG.warning("%s; last finite metrics: %s", note, error.last_metrics)
+            if logger is not None:
+                logger.tag(f"non_finite.rollback_{rollbacks}", note)
+                logger.log({"train/rollbacks": float(rollbacks)}, error.step)
+            continue
         step = int(metrics["last_step"])
         report = _epoch_metrics(metrics, epoch, step, time.perf_counter() - started, world)
         last = epoch + 1 == end_epoch
         if rank == 0 and eval_split is not None and (last or _due(config.eval.every_epochs, epoch)):
             report["eval/knn_top1"] = knn_monitor(unwrap(model).backbone, eval_split, mean, std,
                                                   config.eval.knn_k, config.eval.knn_temperature, device)  # fmt: skip
-        _report(model, optimizer, step, epoch + 1, report, rank, last or _due(config.checkpoint.every_epochs, epoch))
+        checkpoint = last or _due(config.checkpoint.every_epochs, epoch)
+        _report(model, optimizer, step, epoch + 1, report, rank, checkpoint)
+        if rollback and checkpoint:
+            snapshot = _snapshot(model, optimizer, step, epoch + 1)
         if logger is not None:
             logger.log(report, step)
         if progress is not None:
             progress.epoch_done(epoch + 1, step, report)
+        epoch += 1
 
 
 def _due(every: int, epoch: int) -> bool:

@@ -13,6 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from cl_core import build_backbone, build_method
+from cl_core.distributed import all_ranks
 
 WORLD, LOCAL = 2, 4
 METHODS = {
@@ -55,6 +56,8 @@ def _worker(rank: int, port: int, out: dict) -> None:
                 t /= WORLD
             if rank == 0:
                 out[name] = (float(loss_t), grads)
+        # A non-finite loss on rank 0 only: every rank must see it (the trainer's NaN check).
+        out[f"all_ranks_{rank}"] = (all_ranks(torch.tensor(rank == 1)), all_ranks(torch.tensor(True)))
     finally:
         dist.destroy_process_group()
 
@@ -82,3 +85,8 @@ def test_method_with_gather__matches_single_process_on_the_global_batch(name, tw
     assert len(got_grads) == len(grads)
     for got, want in zip(got_grads, grads):
         torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+
+
+def test_all_ranks__is_false_on_every_rank_when_one_rank_says_false(two_rank_results):
+    assert [two_rank_results[f"all_ranks_{r}"] for r in range(WORLD)] == [(False, True)] * WORLD
+    assert all_ranks(torch.tensor(False)) is False and all_ranks(torch.tensor(True)) is True  # no group

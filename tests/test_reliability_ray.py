@@ -3,8 +3,10 @@
 - Killing the Train worker process (SIGKILL by pid) mid-run: Ray Train restarts it from the
   last checkpoint, the same MLflow run goes on without repeated or missing steps, and the MoCo
   queue is restored (its pointer ends where an uninterrupted run's would).
-- A non-finite loss on a Train worker fails the job with the step and the method in the error;
-  the MLflow run ends FAILED and holds no non-finite point.
+- A NaN injected at a chosen step (``train.inject_nan_at_step``) fails the job with the step,
+  the method and the last finite metrics in the error; the MLflow run ends FAILED and holds no
+  non-finite point. With ``train.on_non_finite: rollback`` the same NaN rolls the workers back
+  to the last checkpoint at half the learning rate and the run finishes, without repeated points.
 - A soak: the smoke job three times in a row on the same instance leaves no Train actors or
   placement groups behind, and neither live actors nor live objects accumulate.
 """
@@ -123,19 +125,46 @@ def test_soak__three_smoke_jobs_in_a_row_leak_no_actors_groups_or_store_memory(r
     assert used[2][1] <= used[0][1] + 10 and used[2][2] <= used[0][2] + 16 * 2**20  # nor do objects
 
 
-def test_non_finite_loss__fails_the_job_naming_step_and_method_and_the_run_ends_failed(ray_local, tmp_path):
+def _history(client: MlflowClient, run_id: str, key: str) -> list:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def test_nan_at_a_chosen_step__fails_the_job_naming_step_and_method_and_the_run_ends_failed(ray_local, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # SimCLR at temperature 1e-38 (valid: > 0) overflows the float32 logits: an inf loss at the
-    # first step, on the Train worker, after the data, MLflow and Train setup have all run.
-    config = load_config(SMOKE, ["method.params.temperature=1e-38", "checkpoint.max_failures=0",
+    # Step 10 is in epoch 2 (8 steps per epoch): epoch 1 is trained, checkpointed and logged.
+    config = load_config(SMOKE, ["train.inject_nan_at_step=10", "checkpoint.max_failures=0",
                                  f"tracking.tracking_uri={uri}"])  # fmt: skip
     run_dir = tmp_path / "runs" / "non-finite"
-    with pytest.raises(Exception, match=r"non-finite loss at step 0 \(method 'simclr'\)"):
+    with pytest.raises(Exception, match=r"non-finite loss at step 10 \(method 'simclr'\); last finite metrics: .*loss"):
         pretrain.main(config, run_dir)
     run_id = json.loads((run_dir / pretrain.RUN_INFO).read_text())["run_id"]
     client = MlflowClient(uri)
     run = client.get_run(run_id)
     assert run.info.status == "FAILED"
+    assert [step for step, _ in _history(client, run_id, "train/loss")] == [STEPS_PER_EPOCH]  # epoch 1 only
     points = [m.value for key in run.data.metrics for m in client.get_metric_history(run_id, key)]
-    assert all(math.isfinite(v) for v in points)
-    assert "train/loss" not in run.data.metrics  # no step completed, so none was logged
+    assert points and all(math.isfinite(v) for v in points)
+
+
+def test_nan_with_rollback__resumes_from_the_last_checkpoint_at_a_lower_lr_and_finishes(ray_local, tmp_path):
+    from pipelines.worker import _schedules
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = load_config(SMOKE, ["train.inject_nan_at_step=10", "train.on_non_finite=rollback",
+                                 "train.rollback_lr_factor=0.5", f"tracking.tracking_uri={uri}"])  # fmt: skip
+    run_dir = tmp_path / "runs" / "rollback"
+    metrics = pretrain.main(config, run_dir)
+    assert metrics["train/step"] == 2 * STEPS_PER_EPOCH
+    run_id = json.loads((run_dir / pretrain.RUN_INFO).read_text())["run_id"]
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["non_finite.rollback_1"].startswith("non-finite loss at step 10: rolled back to step 8 (epoch 1)")
+    assert _history(client, run_id, "train/rollbacks") == [(10, 1.0)]
+    assert [step for step, _ in _history(client, run_id, "train/loss")] == [8, 16]  # no repeated epoch
+    assert [step for step, _ in _history(client, run_id, "train/step_loss")] == [10]  # nor repeated steps
+    # Epoch 2 (steps 8..15, after the rollback) ran at half the scheduled learning rate.
+    lr, _ = _schedules(config, STEPS_PER_EPOCH)
+    (_, epoch1), (_, epoch2) = _history(client, run_id, "train/lr")
+    assert epoch1 == pytest.approx(lr.lr[:8].mean(), rel=1e-6)
+    assert epoch2 == pytest.approx(0.5 * lr.lr[8:16].mean(), rel=1e-6)

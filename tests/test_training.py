@@ -79,3 +79,43 @@ def test_pretrain__supcon_without_labels_fails_before_training():
     images = torch.zeros(32, 1, 16, 16, dtype=torch.uint8)
     with pytest.raises(ValueError, match="needs labels"):
         pretrain(method, images, build_recipe("simclr", size=12), PretrainSettings(epochs=1, batch_size=8), (0.5,), (0.25,))
+
+
+def test_nan_injector__poisons_exactly_the_chosen_global_step_once():
+    from pipelines.worker import NanInjector
+
+    injector = NanInjector(5)
+    model, optimizer = tiny_simclr(), None
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    prepare = injector.wrap(lambda v: (v, None), start_step=3)  # steps 3, 4, 5, ...
+    with pytest.raises(NonFiniteLossError, match="step 5 "):
+        train_steps(model, optimizer, batches(4), prepare, StepSchedules(np.full(10, 0.1)), 3)
+    assert injector.fired
+    again = injector.wrap(lambda v: (v, None), start_step=3)  # fired: the same steps now train
+    assert train_steps(model, optimizer, batches(4), again, StepSchedules(np.full(10, 0.1)), 3)["last_step"] == 7
+    assert NanInjector(None).wrap(len, 0) is len
+
+
+def test_roll_back__restores_weights_optimizer_queue_and_rng_from_the_snapshot():
+    from pipelines.worker import _roll_back, _snapshot
+
+    torch.manual_seed(0)
+    model = build_method("moco", build_backbone("tiny_cnn", in_channels=1), hidden_dim=16, projection_dim=8,
+                         queue_size=16)  # fmt: skip
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    schedules = StepSchedules(np.full(8, 0.1))
+    train_steps(model, optimizer, batches(2), lambda v: (v, None), schedules, 0)
+    snapshot = _snapshot(model, optimizer, 2, 1)
+    want = {k: v.clone() for k, v in model.state_dict().items()}
+    trained = [p for p in model.parameters() if p in optimizer.state]  # not the momentum key encoder
+    want_momentum = [optimizer.state[p]["momentum_buffer"].clone() for p in trained]
+    assert trained
+    want_draw = torch.rand(3)
+    train_steps(model, optimizer, batches(3, seed=1), lambda v: (v, None), schedules, 2)  # moves on
+    assert not torch.equal(model.state_dict()["queue.values"], want["queue.values"])
+    assert _roll_back(model, optimizer, snapshot, torch.device("cpu")) == (2, 1)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, want[key]), key
+    for p, m in zip(trained, want_momentum):
+        assert torch.equal(optimizer.state[p]["momentum_buffer"], m)
+    assert torch.equal(torch.rand(3), want_draw)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cl_core.distributed import all_ranks
 from cl_core.methods.base import Method, MethodOutput
 from cl_core.monitors import embedding_std, effective_rank
 
@@ -77,10 +78,11 @@ def _optimizer_step(
     grad_clip: float | None,
 ) -> MethodOutput:
     """Forward under optional autocast, backward, clip, step. Raises on a non-finite loss
-    before the backward, so a NaN never reaches the weights."""
+    before the backward, so a NaN never reaches the weights; under DDP every rank raises when
+    any rank's loss is non-finite (one rank going on into the backward's all-reduce would hang)."""
     with torch.autocast(views[0].device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
         output: MethodOutput = model(views, targets)
-    if not torch.isfinite(output.loss.detach()):
+    if not all_ranks(torch.isfinite(output.loss.detach())):
         raise FloatingPointError("non-finite loss")
     optimizer.zero_grad(set_to_none=True)
     output.loss.backward()
