@@ -1,6 +1,6 @@
 """Every image method pretrained on Fashion-MNIST under one budget, scored with the same protocols.
 
-    .venv/bin/python bench/methods.py --update-readme          # ~90 min on 2 cores (defaults below)
+    .venv/bin/python bench/methods.py --update-readme          # ~85 min on 2 cores (defaults below)
     .venv/bin/python bench/methods.py --methods simclr byol --epochs 1 --limit 2000 --fractions
 
 Each method runs its ``configs/<method>_fmnist.yaml`` through the real pipeline
@@ -90,7 +90,7 @@ if __name__ == "__main__":
     parser.add_argument("--epochs", type=int, default=1, help="pretraining epochs per method (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=60_000, help="pretraining images (default: %(default)s)")
     parser.add_argument("--fractions", type=float, nargs="*", default=[0.01, 0.1], help="fine-tuning label fractions")
-    parser.add_argument("--finetune-epochs", type=int, default=10,
+    parser.add_argument("--finetune-epochs", type=int, default=5,
                         help=f"(default: %(default)s; pipelines/evaluate.py: {FineTuneSettings.epochs})")
     parser.add_argument("--experiment", default="bench-methods")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="(default: %(default)s)")
