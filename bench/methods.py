@@ -9,8 +9,9 @@ Each method runs its ``configs/<method>_fmnist.yaml`` through the real pipeline
 scores its final encoder on all 60k train / 10k test images (kNN, linear probe, fine-tuning on
 1% and 10% of the labels) and logs ``final/*`` into its run. The reference rows use the same
 protocols: raw pixels (kNN and linear only) and the tiny CNN at random init. The table is built
-by ``pipelines.compare`` from the MLflow experiment and written to ``--out``/methods.md (and to
-the README between the ``bench:methods`` markers with ``--update-readme``).
+by ``pipelines.compare`` from the newest run of each method in the MLflow experiment (so
+``--methods dino`` after a config change replaces one row) and written to ``--out``/methods.md
+(and to the README between the ``bench:methods`` markers with ``--update-readme``).
 """
 
 import argparse
@@ -65,12 +66,13 @@ def main(args: argparse.Namespace) -> str:
               flush=True)  # fmt: skip
         pretrain_and_evaluate(method, args, uri, protocol)
     references = reference_rows(protocol)
-    report = compare.main(uri, args.experiment, args.out / "report", log_to_mlflow=True)
+    report = compare.main(uri, args.experiment, args.out / "report", log_to_mlflow=True, latest=True)
     table, _, note = compare.markdown_table(report["rows"]).partition("\n\n")  # note: only for runs without final/*
     budget = (f"Budget: {args.epochs} epochs over the first {args.limit} Fashion-MNIST training images per method "
               f"(its `configs/<method>_fmnist.yaml` otherwise), 1 Train worker, {time.strftime('%Y-%m-%d')}; "
               f"scored on all 60k train / 10k test images; fine-tuning {finetune.epochs} epochs "
-              f"(>= {finetune.min_steps} steps). `supcon` uses the labels. Total {time.monotonic() - started:.0f} s.")  # fmt: skip
+              f"(>= {finetune.min_steps} steps). `supcon` uses the labels. This invocation: {' '.join(args.methods)} "
+              f"and the reference rows, {time.monotonic() - started:.0f} s.")  # fmt: skip
     text = "\n".join([table.rstrip("\n"), *references]) + "\n\n" + (note.rstrip("\n") + "\n\n" if note else "") + budget + "\n"
     (args.out / "methods.md").write_text(text)
     print("\n" + text, flush=True)

@@ -2,6 +2,7 @@
 
     python pipelines/compare.py                                  # best run per method in ssl-pretrain
     python pipelines/compare.py --all-runs --out reports/all     # every finished run
+    python pipelines/compare.py --latest                         # newest run per method (current configs)
     python pipelines/compare.py --tracking-uri sqlite:///runs/mlflow.db --no-mlflow
 
 kNN is ``final/knn_top1`` (``pipelines/evaluate.py``, the final encoder) when the run has it,
@@ -153,6 +154,16 @@ def best_per_method(rows: list[Row]) -> list[Row]:
     return sorted(best.values(), key=_rank, reverse=True)
 
 
+def latest_per_method(rows: list[Row]) -> list[Row]:
+    """The newest row of each method (what its current config gives, not the luckiest of several
+    runs), by kNN descending."""
+    latest: dict[str, Row] = {}
+    for row in rows:
+        if row.method not in latest or row.start_time > latest[row.method].start_time:
+            latest[row.method] = row
+    return sorted(latest.values(), key=_rank, reverse=True)
+
+
 def _pct(value: float | None) -> str:
     return MISSING if value is None else f"{100 * value:.1f}"
 
@@ -233,9 +244,9 @@ def plot_curves(uri: str, rows: list[Row], path_epoch: Path, path_wall: Path) ->
     return Path(path_epoch), Path(path_wall)
 
 
-def _log_report(uri: str, experiment: str, rows: list[Row], files: list[Path], all_runs: bool) -> str:
+def _log_report(uri: str, experiment: str, rows: list[Row], files: list[Path], selection: str) -> str:
     name = f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
-    params = {"all_runs": all_runs, "runs": " ".join(r.run_id for r in rows)}
+    params = {"selection": selection, "runs": " ".join(r.run_id for r in rows)}
     run_id = start_run(uri, experiment, name, params, {"kind": "report"})
     try:
         log_artifacts(uri, run_id, files)
@@ -247,12 +258,22 @@ def _log_report(uri: str, experiment: str, rows: list[Row], files: list[Path], a
 
 
 def main(
-    uri: str, experiment: str, out_dir: Path, log_to_mlflow: bool = True, all_runs: bool = False
+    uri: str,
+    experiment: str,
+    out_dir: Path,
+    log_to_mlflow: bool = True,
+    all_runs: bool = False,
+    latest: bool = False,
 ) -> dict[str, Any]:
-    """Write the comparison (every finished run with ``all_runs``, else the best per method) to
-    ``out_dir`` and, with ``log_to_mlflow``, log it as a ``kind=report`` run of ``experiment``."""
+    """Write the comparison (every finished run with ``all_runs``, the newest run per method with
+    ``latest``, else the best per method) to ``out_dir`` and, with ``log_to_mlflow``, log it as a
+    ``kind=report`` run of ``experiment``."""
+    if all_runs and latest:
+        raise ValueError("all_runs and latest are exclusive: every run, or the newest per method")
     rows = collect(uri, experiment)
-    rows = sorted(rows, key=_rank, reverse=True) if all_runs else best_per_method(rows)
+    selection = "all" if all_runs else "latest" if latest else "best"
+    select = {"all": lambda r: sorted(r, key=_rank, reverse=True), "latest": latest_per_method, "best": best_per_method}
+    rows = select[selection](rows)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md, page, epoch_png, wall_png = (out_dir / name for name in FILES)
@@ -261,7 +282,7 @@ def main(
     page.write_text(html_report(rows, [epoch_png.name, wall_png.name], f"Method comparison: {experiment}"))
     plot_curves(uri, rows, epoch_png, wall_png)
     files = [md, page, epoch_png, wall_png]
-    report_run_id = _log_report(uri, experiment, rows, files, all_runs) if log_to_mlflow else None
+    report_run_id = _log_report(uri, experiment, rows, files, selection) if log_to_mlflow else None
     print(table, flush=True)
     print(f"{len(rows)} runs of {experiment!r} in {redact(uri)}; files in {out_dir.resolve()}", flush=True)
     if report_run_id:
@@ -277,7 +298,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tracking-uri",
                         help="MLflow store (default: $MLFLOW_TRACKING_URI, else the output home's mlflow.db)")
     parser.add_argument("--out", type=Path, help="output folder (default: reports/ in the output home)")
-    parser.add_argument("--all-runs", action="store_true", help="every finished run, not the best per method")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--all-runs", action="store_true", help="every finished run, not the best per method")
+    which.add_argument("--latest", action="store_true",
+                       help="the newest finished run per method, not the best (e.g. after changing a config)")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the report as an MLflow run")
     return parser
 
@@ -292,7 +316,8 @@ def cli(argv: list[str] | None = None) -> dict[str, Any]:
         out = args.out or output_home() / "reports"
     else:
         uri, out = args.tracking_uri, args.out
-    return main(uri, args.experiment, out, log_to_mlflow=not args.no_mlflow, all_runs=args.all_runs)
+    return main(uri, args.experiment, out, log_to_mlflow=not args.no_mlflow, all_runs=args.all_runs,
+                latest=args.latest)
 
 
 if __name__ == "__main__":

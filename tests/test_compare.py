@@ -16,6 +16,7 @@ from pipelines.compare import (
     FILES,
     Row,
     best_per_method,
+    latest_per_method,
     cli,
     collect,
     html_report,
@@ -144,6 +145,13 @@ def test_best_per_method__a_tie_goes_to_the_newer_run(rows):
         assert [r.run_id for r in best_per_method(order)] == ["newer"]
 
 
+def test_latest_per_method__picks_the_newest_finished_run_per_method_sorted_by_knn(rows):
+    # simclr: the sweep trial is the newest finished run (65%, under simclr-b's 71.4%; the newer
+    # simclr-crashed is FAILED), so --latest reports it, not the best one.
+    assert [r.run_name for r in latest_per_method(list(rows.values()))] == ["sweep-lr-trial-0", "byol"]
+    assert [r.run_name for r in latest_per_method(list(rows.values())[::-1])] == ["sweep-lr-trial-0", "byol"]
+
+
 def test_markdown_table__formats_percentages_durations_costs_and_missing_values(rows):
     lines = markdown_table(best_per_method(list(rows.values()))).splitlines()
     assert lines[0] == ("| method | run | kNN | linear | 1% FT | 10% FT | images/s | wall time | GPU h "
@@ -202,3 +210,16 @@ def test_cli__all_runs_without_mlflow_ranks_every_run_and_logs_nothing(store, tm
     assert [r.run_name for r in result["rows"]] == ["simclr-b", "simclr-a", "sweep-lr-trial-0", "byol"]
     assert result["report_run_id"] is None and sorted(p.name for p in tmp_path.iterdir()) == sorted(FILES)
     assert len(client.search_runs([experiment_id])) == runs_before
+
+
+def test_cli__latest_reports_the_newest_run_per_method_and_records_the_selection(store, tmp_path):
+    shutil.copy(store.removeprefix("sqlite:///"), tmp_path / "mlflow.db")  # a copy: main adds a run
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = cli(["--tracking-uri", uri, "--out", str(tmp_path / "out"), "--latest"])
+    assert [r.run_name for r in result["rows"]] == ["sweep-lr-trial-0", "byol"]
+    params = MlflowClient(uri).get_run(result["report_run_id"]).data.params
+    assert params["selection"] == "latest" and params["runs"].split() == [r.run_id for r in result["rows"]]
+    with pytest.raises(SystemExit):
+        cli(["--tracking-uri", uri, "--out", str(tmp_path / "x"), "--latest", "--all-runs", "--no-mlflow"])
+    with pytest.raises(ValueError, match="exclusive"):
+        main(uri, EXPERIMENT, tmp_path / "y", log_to_mlflow=False, all_runs=True, latest=True)
