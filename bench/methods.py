@@ -68,7 +68,8 @@ def main(args: argparse.Namespace) -> str:
     references = reference_rows(protocol)
     report = compare.main(uri, args.experiment, args.out / "report", log_to_mlflow=True, latest=True)
     table, _, note = compare.markdown_table(report["rows"]).partition("\n\n")  # note: only for runs without final/*
-    budget = (f"Budget: {args.epochs} epochs over the first {args.limit} Fashion-MNIST training images per method "
+    epochs = f"{args.epochs} epoch" + ("s" if args.epochs != 1 else "")
+    budget = (f"Budget: {epochs} over the first {args.limit} Fashion-MNIST training images per method "
               f"(its `configs/<method>_fmnist.yaml` otherwise), 1 Train worker, {time.strftime('%Y-%m-%d')}; "
               f"scored on all 60k train / 10k test images; fine-tuning {finetune.epochs} epochs "
               f"(>= {finetune.min_steps} steps). `supcon` uses the labels. This invocation: {' '.join(args.methods)} "
