@@ -17,6 +17,7 @@ import html
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,23 +146,33 @@ def _rank(row: Row) -> tuple[bool, float, int]:
     return row.knn is not None, row.knn or 0.0, row.start_time
 
 
+def _one_per_method(rows: list[Row], key: Callable[[Row], Any]) -> list[Row]:
+    """The row of each method with the greatest ``key``, by kNN descending."""
+    chosen: dict[str, Row] = {}
+    for row in rows:
+        if row.method not in chosen or key(row) > key(chosen[row.method]):
+            chosen[row.method] = row
+    return sorted(chosen.values(), key=_rank, reverse=True)
+
+
 def best_per_method(rows: list[Row]) -> list[Row]:
     """The best row of each method by kNN (a tie goes to the newer run), by kNN descending."""
-    best: dict[str, Row] = {}
-    for row in rows:
-        if row.method not in best or _rank(row) > _rank(best[row.method]):
-            best[row.method] = row
-    return sorted(best.values(), key=_rank, reverse=True)
+    return _one_per_method(rows, _rank)
 
 
 def latest_per_method(rows: list[Row]) -> list[Row]:
     """The newest row of each method (what its current config gives, not the luckiest of several
     runs), by kNN descending."""
-    latest: dict[str, Row] = {}
-    for row in rows:
-        if row.method not in latest or row.start_time > latest[row.method].start_time:
-            latest[row.method] = row
-    return sorted(latest.values(), key=_rank, reverse=True)
+    return _one_per_method(rows, lambda row: row.start_time)
+
+
+def _ranked(rows: list[Row]) -> list[Row]:
+    return sorted(rows, key=_rank, reverse=True)
+
+
+SELECTIONS: dict[str, Callable[[list[Row]], list[Row]]] = {
+    "all": _ranked, "latest": latest_per_method, "best": best_per_method,
+}
 
 
 def _pct(value: float | None) -> str:
@@ -272,8 +283,7 @@ def main(
         raise ValueError("all_runs and latest are exclusive: every run, or the newest per method")
     rows = collect(uri, experiment)
     selection = "all" if all_runs else "latest" if latest else "best"
-    select = {"all": lambda r: sorted(r, key=_rank, reverse=True), "latest": latest_per_method, "best": best_per_method}
-    rows = select[selection](rows)
+    rows = SELECTIONS[selection](rows)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md, page, epoch_png, wall_png = (out_dir / name for name in FILES)

@@ -16,11 +16,11 @@ from pipelines.compare import (
     FILES,
     Row,
     best_per_method,
-    latest_per_method,
     cli,
     collect,
     html_report,
     knn_curve,
+    latest_per_method,
     main,
     markdown_table,
 )
