@@ -5,15 +5,17 @@
         views, labels = device_views(batch, recipe, colour_on_device, mean, std, generator)
 
 Randomness: every augmentation call seeds a ``torch.Generator`` from (``train.seed``, the key of
-its first row, fresh OS entropy), so epochs and batches draw different views and samples of a
-batch draw their own parameters. ``augment_batch`` is deterministic given its seed; the
-pipeline is not bit-reproducible (fresh entropy; Ray Data's batch boundaries are not fixed).
+its task's first row plus the call's offset in the task, fresh OS entropy per task), so epochs
+and batches draw different views and samples of a batch draw their own parameters.
+``augment_batch`` is deterministic given its seed; the pipeline is not bit-reproducible (fresh
+entropy; Ray Data's batch boundaries are not fixed).
 """
 
 import inspect
 import logging
 import secrets
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,6 +34,8 @@ LOG = logging.getLogger(__name__)
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)  # train split pixel statistics
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's "L" and colour_ops.to_grayscale
+TASKS_PER_SLOT = 4  # augmentation tasks per epoch per concurrent task slot: load balance vs per-task cost
+MAX_TASK_INPUT_BYTES = 2**25  # decoded input of one augmentation task: one call of large images
 
 
 def recipe_from_config(config: "ExperimentConfig") -> ViewRecipe:
@@ -120,10 +124,31 @@ def augment_batch(
 
 def task_rows(config: "ExperimentConfig") -> int:
     """Images per augmentation call: ``augment.batch_rows``, else about 32 MB of uint8 input,
-    64 to 4096 rows (>= ~100 ms of work per call; Ray Data's per-task overhead is several ms)."""
+    64 to 4096 rows (>= ~100 ms of work per call)."""
     if config.augment.batch_rows is not None:
         return config.augment.batch_rows
     return int(min(4096, max(64, 2**25 // (config.data.channels * config.data.image_size**2))))
+
+
+def rows_per_task(config: "ExperimentConfig", num_rows: int, slots: int) -> int:
+    """Images per augmentation task (one ``map_batches`` batch): a whole number of calls of
+    ``task_rows``, about ``TASKS_PER_SLOT`` tasks per epoch for each of the ``slots`` concurrent
+    tasks, at most ``MAX_TASK_INPUT_BYTES`` of input, at least one call.
+
+    One slot runs its tasks back to back with ~20 ms between one's end and the next one's start
+    (6 ms of Ray core, the rest Ray Data's scheduling; measured on 2 cores): 7% of a 4096-row,
+    28 px call (~0.3 s). Fewer, larger tasks make that small on corpora of small images (60,000
+    Fashion-MNIST images on one slot: 5 tasks of 3 calls instead of 15 tasks; Ray overhead in
+    ``bench/augment.py`` 6-12% instead of ~20%). Large images stay at one call per task (32 MB of
+    input): 224 px tasks of two calls, 134 MB of views per block, measured 23-27% in 2 of 4 runs.
+    The cost: a task's calls leave it as one block, so an epoch's first batch waits for a whole
+    task. Corpora under ``TASKS_PER_SLOT`` calls per slot (the default job's 10,000 images) keep
+    one call per task.
+    """
+    call = task_rows(config)
+    image_bytes = config.data.channels * config.data.image_size**2
+    most = max(1, MAX_TASK_INPUT_BYTES // (image_bytes * call))
+    return call * max(1, min(most, num_rows // (TASKS_PER_SLOT * max(1, slots) * call)))
 
 
 def batch_seed(train_seed: int, key: int, entropy: int) -> int:
@@ -133,15 +158,23 @@ def batch_seed(train_seed: int, key: int, entropy: int) -> int:
 
 
 def _train_rows(
-    batch: dict[str, np.ndarray], recipe: ViewRecipe, colour_on_device: bool, train_seed: int, holdout: float
-) -> dict[str, np.ndarray]:
-    """The per-epoch map_batches UDF: drop bad and held-out rows, then ``augment_batch``."""
+    batch: dict[str, np.ndarray],
+    recipe: ViewRecipe,
+    colour_on_device: bool,
+    train_seed: int,
+    holdout: float,
+    call_rows: int,
+) -> Iterator[dict[str, np.ndarray]]:
+    """The per-epoch map_batches UDF of one task: drop bad and held-out rows, then
+    ``augment_batch`` on ``call_rows`` rows at a time (bounded memory), yielding each call's views."""
     torch.set_num_threads(1)  # measured: OpenMP threads of concurrent tasks made make_views ~40x slower
     keep = (batch["error"] == "") & ~held_out(batch["key"], holdout)
     key = int(batch["key"][0]) if len(batch["key"]) else 0
-    seed = batch_seed(train_seed, key, secrets.randbits(64))  # fresh entropy: new views every epoch
+    entropy = secrets.randbits(64)  # fresh: new views every epoch
     rows = batch if keep.all() else {"image": batch["image"][keep], "label": batch["label"][keep]}  # no copy
-    return augment_batch(rows, recipe, colour_on_device, seed)
+    for start in range(0, max(1, len(rows["label"])), call_rows):  # once for no rows: an empty, typed block
+        chunk = {name: rows[name][start : start + call_rows] for name in ("image", "label")}
+        yield augment_batch(chunk, recipe, colour_on_device, batch_seed(train_seed, key + start, entropy))
 
 
 def build_datasets(config: "ExperimentConfig") -> Datasets:
@@ -159,9 +192,10 @@ def build_datasets(config: "ExperimentConfig") -> Datasets:
 
     corpus = read_corpus(config)
     kwargs = {"recipe": recipe_from_config(config), "colour_on_device": config.augment.colour_on_device,
-              "train_seed": config.train.seed, "holdout": corpus.holdout}  # fmt: skip
-    train = corpus.train.map_batches(_train_rows, fn_kwargs=kwargs, batch_size=task_rows(config),
-                                     **corpus.tasks)  # fmt: skip
+              "train_seed": config.train.seed, "holdout": corpus.holdout,
+              "call_rows": task_rows(config)}  # fmt: skip
+    rows = rows_per_task(config, corpus.report.total, corpus.tasks["compute"].size)
+    train = corpus.train.map_batches(_train_rows, fn_kwargs=kwargs, batch_size=rows, **corpus.tasks)
     eval_train, eval_test = eval_sets(corpus, config)
     return Datasets(train, eval_train, eval_test, corpus.report, corpus.num_train_rows)
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from cl_core.datasets import load_fashion_mnist
 from pipelines.config import load_config
-from pipelines.data import build_datasets, device_views, normalization, recipe_from_config
+from pipelines.data import build_datasets, device_views, normalization, recipe_from_config, rows_per_task
 from pipelines.decode import decode_image
 
 MODES = [("rgb.jpg", "RGB", "JPEG"), ("gray.jpg", "L", "JPEG"), ("cmyk.jpeg", "CMYK", "JPEG"),
@@ -101,8 +101,10 @@ def test_build_datasets__too_many_bad_files_raise_naming_examples(ray_local, jpe
 
 
 def test_build_datasets__fashion_mnist_counts_splits_and_device_views(ray_local):
-    config = load_config(values={"data": {"limit": 600}, "augment": {"colour_on_device": False},
+    augment = {"colour_on_device": False, "batch_rows": 32}
+    config = load_config(values={"data": {"limit": 600}, "augment": augment,
                                  "eval": {"train_size": 200, "test_size": 100}})  # fmt: skip
+    assert rows_per_task(config, 600, slots=1) == 128  # one slot: tasks of 4 augmentation calls
     datasets = build_datasets(config)
     assert (datasets.num_train_rows, datasets.report.total, datasets.report.bad) == (600, 600, 0)
     train = rows(datasets.train)

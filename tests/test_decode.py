@@ -9,7 +9,18 @@ from PIL import Image
 
 from cl_core.transforms import build_recipe, colour_stage, make_views, normalize
 from pipelines.config import ConfigError, load_config
-from pipelines.data import augment_batch, batch_seed, device_views, normalization, recipe_from_config
+from pipelines.data import (
+    MAX_TASK_INPUT_BYTES,
+    TASKS_PER_SLOT,
+    _train_rows,
+    augment_batch,
+    batch_seed,
+    device_views,
+    normalization,
+    recipe_from_config,
+    rows_per_task,
+    task_rows,
+)
 from pipelines.decode import BadImageError, CorpusReport, decode_batch, decode_image, held_out, square_array
 from pipelines.readers import list_image_folder
 
@@ -207,6 +218,43 @@ def test_augment_batch__multicrop_sizes_and_an_empty_batch():
 def test_batch_seed__deterministic_and_sensitive_to_each_input():
     seeds = {batch_seed(0, 1, 2), batch_seed(1, 1, 2), batch_seed(0, 2, 2), batch_seed(0, 1, 3)}
     assert batch_seed(0, 1, 2) == batch_seed(0, 1, 2) and len(seeds) == 4
+
+
+def test_train_rows__drops_bad_and_held_out_rows_and_yields_one_block_per_call():
+    images = np.random.default_rng(1).integers(0, 256, (1, 1, 20, 20), dtype=np.uint8).repeat(11, axis=0)
+    keys = np.arange(100, 111) * 10_000 + np.array([9_999] * 10 + [0])  # the last key: held out at 0.5
+    error = np.array([""] * 11, dtype=object)
+    error[3] = "truncated"
+    batch = {"image": images, "label": np.arange(11), "key": keys, "error": error, "bad_path": error}
+    recipe = build_recipe("simclr", size=16, blur_prob=0.0)
+    chunks = list(_train_rows(batch, recipe, True, train_seed=0, holdout=0.5, call_rows=4))
+    assert [len(c["label"]) for c in chunks] == [4, 4, 1]
+    assert np.concatenate([c["label"] for c in chunks]).tolist() == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    crops = [v.tobytes() for c in chunks for v in c["view_0"]]
+    assert len(set(crops)) == 9  # one image: each call draws its own crops (no shared seed across calls)
+    assert all(c["view_0"].shape[1:] == (1, 16, 16) and c["view_1"].dtype == np.uint8 for c in chunks)
+
+    error[:] = "unreadable"  # a task of bad rows only: one empty block with the views' columns
+    (empty,) = _train_rows(batch, recipe, True, train_seed=0, holdout=0.0, call_rows=4)
+    assert empty["view_0"].shape == (0, 1, 16, 16) and empty["label"].dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    ("num_rows", "slots", "calls"), [(60_000, 1, 3), (60_000, 4, 1), (10_000, 1, 1), (0, 1, 1)]
+)
+def test_rows_per_task__whole_calls_and_about_tasks_per_slot(num_rows, slots, calls):
+    config = load_config(values={})  # Fashion-MNIST: 28 px, 1 channel, 4096-row calls
+    assert task_rows(config) == 4096 and rows_per_task(config, num_rows, slots) == 4096 * calls
+    if calls > 1:  # at least TASKS_PER_SLOT tasks per slot, fewer than twice as many
+        assert TASKS_PER_SLOT <= num_rows / (4096 * calls * slots) < 2 * TASKS_PER_SLOT
+
+
+@pytest.mark.parametrize(("size", "channels"), [(28, 1), (224, 3)])
+def test_rows_per_task__a_large_corpus_caps_the_task_input(size, channels):
+    config = load_config(values={"data": {"image_size": size, "channels": channels}})
+    call, image_bytes = task_rows(config), channels * size * size
+    rows = rows_per_task(config, 10**8, 1)
+    assert rows % call == 0 and rows * image_bytes <= MAX_TASK_INPUT_BYTES < (rows + call) * image_bytes
 
 
 @pytest.mark.parametrize("colour_on_device", [True, False])
