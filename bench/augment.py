@@ -1,6 +1,6 @@
 """Augmentation throughput: our batched recipe path vs per-sample torchvision + PIL, and Ray's overhead.
 
-    .venv/bin/python bench/augment.py            # about 2.5 minutes on 2 cores
+    .venv/bin/python bench/augment.py            # about 4 minutes on 2 cores
     .venv/bin/python bench/augment.py --quick    # smoke run, under a minute
 
 Part 1, images/s per core (torch pinned to 1 thread) of SimCLR's full two-view recipe on the
@@ -12,6 +12,9 @@ as the official pipelines) vs ``pipelines.data.augment_batch`` with the colour s
 Part 2, the Ray overhead: an epoch of ``build_datasets(config).train`` (default config) on a
 1-CPU local Ray, so one task at a time, vs ``augment_batch`` called in a loop over the same
 decoded images with the same rows per call, in this process.
+
+Part 3, task sizing: Ray epochs of Fashion-MNIST with ``rows_per_task`` (several calls per task)
+vs one call per task, in pairs, on the same Ray instance; the median of the pairs' time ratios.
 """
 
 import argparse
@@ -34,7 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from cl_core.datasets import load_fashion_mnist  # noqa: E402
 from cl_core.transforms import ViewRecipe, build_recipe, reference_views  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
-from pipelines.data import augment_batch, build_datasets, recipe_from_config, task_rows  # noqa: E402
+from pipelines.corpus import read_corpus  # noqa: E402
+from pipelines.data import (  # noqa: E402
+    augment_batch,
+    augmented_rows,
+    build_datasets,
+    recipe_from_config,
+    rows_per_task,
+    task_rows,
+)
 from pipelines.decode import decode_image  # noqa: E402
 
 
@@ -152,7 +163,29 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, rounds: 
         rounds_text = " ".join(f"{1 - x:.0%}" for x in r["ratios"])
         print(f"{name:<24}{len(images):>7}{r['plain']:>9.0f}{r['ray']:>9.0f}{1 - r['ratio']:>10.1%}"
               f"{r['first']:>13.2f}  {rounds_text}")  # fmt: skip
+    task_sizing(load_config(values=cases["28 px Fashion-MNIST"] | common), 2 * rounds)
     ray.shutdown()
+
+
+def task_sizing(config, pairs: int) -> None:
+    """Part 3: Ray epoch time with ``rows_per_task`` vs one call per task, ``pairs`` pairs (the
+    order alternates), after a warm-up of each."""
+    corpus = read_corpus(config)
+    call, rows = task_rows(config), rows_per_task(config, corpus.report.total, corpus.tasks["compute"].size)
+    head = f"\nTask sizing, {corpus.report.total} Fashion-MNIST images on one slot:"
+    if rows == call:
+        print(f"{head} one call per task ({call} rows) either way, nothing to compare")
+        return
+    single, several = augmented_rows(corpus, config, call), augmented_rows(corpus, config)
+    timed_pass(single), timed_pass(several)
+    ratios = []
+    for i in range(pairs):
+        first, second = (single, several) if i % 2 else (several, single)
+        times = {id(first): timed_pass(first)[1], id(second): timed_pass(second)[1]}
+        ratios.append(times[id(several)] / times[id(single)])
+    print(f"{head} {rows} rows ({rows // call} calls) per task vs {call} (1 call); epoch time ratio,"
+          f" median of {pairs} pairs: "
+          f"{statistics.median(ratios):.3f}  ({' '.join(f'{x:.2f}' for x in ratios)})")  # fmt: skip
 
 
 def main(quick: bool) -> None:

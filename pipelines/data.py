@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import ray.data
 
     from pipelines.config import ExperimentConfig
+    from pipelines.corpus import Corpus
 
 LOG = logging.getLogger(__name__)
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)  # train split pixel statistics
@@ -177,6 +178,18 @@ def _train_rows(
         yield augment_batch(chunk, recipe, colour_on_device, batch_seed(train_seed, key + start, entropy))
 
 
+def augmented_rows(
+    corpus: "Corpus", config: "ExperimentConfig", rows: int | None = None
+) -> "ray.data.Dataset":
+    """``corpus``'s training rows augmented anew each epoch, ``rows`` images per task (default
+    ``rows_per_task``; ``bench/augment.py`` compares it with one call per task)."""
+    kwargs = {"recipe": recipe_from_config(config), "colour_on_device": config.augment.colour_on_device,
+              "train_seed": config.train.seed, "holdout": corpus.holdout,
+              "call_rows": task_rows(config)}  # fmt: skip
+    rows = rows or rows_per_task(config, corpus.report.total, corpus.tasks["compute"].size)
+    return corpus.train.map_batches(_train_rows, fn_kwargs=kwargs, batch_size=rows, **corpus.tasks)
+
+
 def build_datasets(config: "ExperimentConfig") -> Datasets:
     """Read, decode and resize once (materialised), check bad files, then the per-epoch augmentation.
 
@@ -191,11 +204,7 @@ def build_datasets(config: "ExperimentConfig") -> Datasets:
     from pipelines.corpus import eval_sets, read_corpus  # Ray Data; here so validation stays Ray-free
 
     corpus = read_corpus(config)
-    kwargs = {"recipe": recipe_from_config(config), "colour_on_device": config.augment.colour_on_device,
-              "train_seed": config.train.seed, "holdout": corpus.holdout,
-              "call_rows": task_rows(config)}  # fmt: skip
-    rows = rows_per_task(config, corpus.report.total, corpus.tasks["compute"].size)
-    train = corpus.train.map_batches(_train_rows, fn_kwargs=kwargs, batch_size=rows, **corpus.tasks)
+    train = augmented_rows(corpus, config)
     eval_train, eval_test = eval_sets(corpus, config)
     return Datasets(train, eval_train, eval_test, corpus.report, corpus.num_train_rows)
 
