@@ -163,7 +163,7 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, rounds: 
         rounds_text = " ".join(f"{1 - x:.0%}" for x in r["ratios"])
         print(f"{name:<24}{len(images):>7}{r['plain']:>9.0f}{r['ray']:>9.0f}{1 - r['ratio']:>10.1%}"
               f"{r['first']:>13.2f}  {rounds_text}")  # fmt: skip
-    task_sizing(load_config(values=cases["28 px Fashion-MNIST"] | common), 2 * rounds)
+    task_sizing(load_config(values=cases["28 px Fashion-MNIST"] | common), rounds + 1)
     ray.shutdown()
 
 
