@@ -64,7 +64,7 @@ class AugmentConfig:
     params: dict[str, Any] = field(default_factory=dict)  # keywords of the recipe builder
     colour_on_device: bool = True  # uint8 crops over the object store, colour on the trainer
     cpus_per_task: float = 0.25
-    batch_rows: int | None = None  # images per map_batches call; None: ~32 MB of input (64..4096)
+    batch_rows: int | None = None  # images per augmentation call (a task makes 1+); None: ~32 MB, 64..4096
 
 
 @dataclass(frozen=True)

@@ -139,9 +139,9 @@ def rows_per_task(config: "ExperimentConfig", num_rows: int, slots: int) -> int:
     One slot runs its tasks back to back with ~20 ms between one's end and the next one's start
     (6 ms of Ray core, the rest Ray Data's scheduling; measured on 2 cores): 7% of a 4096-row,
     28 px call (~0.3 s). Fewer, larger tasks make that small on corpora of small images (60,000
-    Fashion-MNIST images on one slot: 5 tasks of 3 calls instead of 15 tasks; Ray overhead in
-    ``bench/augment.py`` 6-12% instead of ~20%). Large images stay at one call per task (32 MB of
-    input): 224 px tasks of two calls, 134 MB of views per block, measured 23-27% in 2 of 4 runs.
+    Fashion-MNIST images on one slot: 5 tasks of 3 calls instead of 15, epochs 0.93-0.94x as
+    long in paired runs of ``bench/augment.py``). Large images stay at one call per task (32 MB
+    of input): at 224 px, tasks of 2 or 4 calls were no faster and make 134-268 MB blocks.
     The cost: a task's calls leave it as one block, so an epoch's first batch waits for a whole
     task. Corpora under ``TASKS_PER_SLOT`` calls per slot (the default job's 10,000 images) keep
     one call per task.
