@@ -1,6 +1,6 @@
 """Augmentation throughput: our batched recipe path vs per-sample torchvision + PIL, and Ray's overhead.
 
-    .venv/bin/python bench/augment.py            # about 4 minutes on 2 cores
+    .venv/bin/python bench/augment.py            # about 5.5 minutes on 2 cores
     .venv/bin/python bench/augment.py --quick    # smoke run, under a minute
 
 Part 1, images/s per core (torch pinned to 1 thread) of SimCLR's full two-view recipe on the
@@ -42,8 +42,8 @@ from pipelines.data import (  # noqa: E402
     augment_batch,
     augmented_rows,
     build_datasets,
+    corpus_rows_per_task,
     recipe_from_config,
-    rows_per_task,
     task_rows,
 )
 from pipelines.decode import decode_image  # noqa: E402
@@ -171,7 +171,7 @@ def task_sizing(config, pairs: int) -> None:
     """Part 3: Ray epoch time with ``rows_per_task`` vs one call per task, ``pairs`` pairs (the
     order alternates), after a warm-up of each."""
     corpus = read_corpus(config)
-    call, rows = task_rows(config), rows_per_task(config, corpus.report.total, corpus.tasks["compute"].size)
+    call, rows = task_rows(config), corpus_rows_per_task(corpus, config)
     head = f"\nTask sizing, {corpus.report.total} Fashion-MNIST images on one slot:"
     if rows == call:
         print(f"{head} one call per task ({call} rows) either way, nothing to compare")

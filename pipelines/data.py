@@ -36,7 +36,8 @@ FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)  # train split pixe
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's "L" and colour_ops.to_grayscale
 TASKS_PER_SLOT = 4  # augmentation tasks per epoch per concurrent task slot: load balance vs per-task cost
-MAX_TASK_INPUT_BYTES = 2**25  # decoded input of one augmentation task: one call of large images
+CALL_INPUT_BYTES = 2**25  # decoded input of one augmentation call (fewer rows for small images)
+MAX_TASK_INPUT_BYTES = CALL_INPUT_BYTES  # of one augmentation task: one call of large images
 
 
 def recipe_from_config(config: "ExperimentConfig") -> ViewRecipe:
@@ -128,7 +129,11 @@ def task_rows(config: "ExperimentConfig") -> int:
     64 to 4096 rows (>= ~100 ms of work per call)."""
     if config.augment.batch_rows is not None:
         return config.augment.batch_rows
-    return int(min(4096, max(64, 2**25 // (config.data.channels * config.data.image_size**2))))
+    return int(min(4096, max(64, CALL_INPUT_BYTES // _image_bytes(config))))
+
+
+def _image_bytes(config: "ExperimentConfig") -> int:
+    return config.data.channels * config.data.image_size**2
 
 
 def rows_per_task(config: "ExperimentConfig", num_rows: int, slots: int) -> int:
@@ -147,8 +152,7 @@ def rows_per_task(config: "ExperimentConfig", num_rows: int, slots: int) -> int:
     one call per task.
     """
     call = task_rows(config)
-    image_bytes = config.data.channels * config.data.image_size**2
-    most = max(1, MAX_TASK_INPUT_BYTES // (image_bytes * call))
+    most = max(1, MAX_TASK_INPUT_BYTES // (_image_bytes(config) * call))
     return call * max(1, min(most, num_rows // (TASKS_PER_SLOT * max(1, slots) * call)))
 
 
@@ -182,12 +186,17 @@ def augmented_rows(
     corpus: "Corpus", config: "ExperimentConfig", rows: int | None = None
 ) -> "ray.data.Dataset":
     """``corpus``'s training rows augmented anew each epoch, ``rows`` images per task (default
-    ``rows_per_task``; ``bench/augment.py`` compares it with one call per task)."""
+    ``corpus_rows_per_task``; ``bench/augment.py`` compares it with one call per task)."""
     kwargs = {"recipe": recipe_from_config(config), "colour_on_device": config.augment.colour_on_device,
               "train_seed": config.train.seed, "holdout": corpus.holdout,
               "call_rows": task_rows(config)}  # fmt: skip
-    rows = rows or rows_per_task(config, corpus.report.total, corpus.tasks["compute"].size)
+    rows = corpus_rows_per_task(corpus, config) if rows is None else rows
     return corpus.train.map_batches(_train_rows, fn_kwargs=kwargs, batch_size=rows, **corpus.tasks)
+
+
+def corpus_rows_per_task(corpus: "Corpus", config: "ExperimentConfig") -> int:
+    """``rows_per_task`` for all of ``corpus``'s rows and its concurrent augmentation tasks."""
+    return rows_per_task(config, corpus.report.total, corpus.tasks["compute"].size)
 
 
 def build_datasets(config: "ExperimentConfig") -> Datasets:
