@@ -9,9 +9,12 @@ as the official pipelines) vs ``pipelines.data.augment_batch`` with the colour s
 (views quantised to uint8, what crosses the object store) and with it deferred to the device
 (geometric stage only on the CPU). Decoding is excluded from both: the pipeline decodes once.
 
-Part 2, the Ray overhead: an epoch of ``build_datasets(config).train`` (default config) on a
-1-CPU local Ray, so one task at a time, vs ``augment_batch`` called in a loop over the same
-decoded images with the same rows per call, in this process.
+Part 2, the Ray overhead: an epoch of the pipeline's training rows (``augmented_rows``, as in
+``build_datasets``; default config) on a 1-CPU local Ray, so one task at a time, vs
+``augment_batch`` called in a loop over the same decoded images with the same rows per call, in
+this process. Then where a Ray epoch goes: the same pipeline with each augmentation call timed
+inside its task; the share of the epoch outside the calls and the time per task outside them
+(Ray's own cost, whatever the speed of the calls in the worker vs this process).
 
 Part 3, task sizing: Ray epochs of Fashion-MNIST with ``rows_per_task`` (several calls per task)
 vs one call per task, in pairs, on the same Ray instance; the median of the pairs' time ratios.
@@ -24,7 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +42,9 @@ from cl_core.transforms import ViewRecipe, build_recipe, reference_views  # noqa
 from pipelines.config import load_config  # noqa: E402
 from pipelines.corpus import read_corpus  # noqa: E402
 from pipelines.data import (  # noqa: E402
+    _train_rows,
     augment_batch,
     augmented_rows,
-    build_datasets,
     corpus_rows_per_task,
     recipe_from_config,
     task_rows,
@@ -130,6 +133,35 @@ def interleaved_rates(dataset, plain: Callable[[], object], rounds: int) -> dict
     return dict(rows=rows, plain=plain_rate, ray=ray_rate, ratio=ratio, first=first, ratios=ratios)
 
 
+def timed_calls(batch: dict[str, np.ndarray], **kwargs) -> Iterator[dict[str, np.ndarray]]:
+    """``_train_rows`` with each call's start and end (seconds since the epoch) as columns."""
+    start = time.time()
+    for out in _train_rows(batch, **kwargs):
+        n = len(out["label"])
+        yield out | {"call_start": np.full(n, start), "call_end": np.full(n, time.time())}
+        start = time.time()
+
+
+def outside_calls(dataset, rounds: int) -> tuple[float, float, int]:
+    """Epochs of ``dataset`` (made by ``timed_calls``, one task at a time), after a warm-up.
+
+    Returns:
+        Medians over ``rounds`` epochs: the share of the epoch's wall time outside the
+        augmentation calls, its milliseconds per task (one block per task), tasks per epoch.
+    """
+    timed_pass(dataset)
+    stats = []
+    for _ in range(rounds):
+        start, inside, tasks = time.perf_counter(), 0.0, 0
+        for batch in dataset.iter_batches(batch_size=None):
+            calls = set(zip(batch["call_start"].tolist(), batch["call_end"].tolist()))
+            inside, tasks = inside + sum(end - begin for begin, end in calls), tasks + 1
+        wall = time.perf_counter() - start
+        stats.append((1 - inside / wall, (wall - inside) / tasks * 1000, tasks))
+    share, per_task, tasks = (statistics.median(column) for column in zip(*stats))
+    return share, per_task, int(tasks)
+
+
 def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, rounds: int) -> None:
     """Part 2: Ray Data pipeline vs the plain loop, colour stage deferred (the default)."""
     import ray
@@ -152,25 +184,33 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, rounds: 
     print("\nRay Data (1-CPU local Ray) vs augment_batch in a loop, images/s, colour on device")
     print("overhead = 1 - median over rounds of (Ray / plain in the same round); plain, Ray: median images/s")
     print(f"{'data':<24}{'n':>7}{'plain':>9}{'Ray':>9}{'overhead':>10}{'1st batch s':>13}  per round")
+    corpora = {}
     for name, values in cases.items():
         config = load_config(values=values | common)
-        datasets = build_datasets(config)
+        corpus = corpora[name] = read_corpus(config)
         images = jpeg_images if "JPEG" in name else load_fashion_mnist(limit=fmnist_limit)[0][:, None]
         recipe, rows = recipe_from_config(config), task_rows(config)
         loop = lambda: plain_loop(images, recipe, True, rows)  # noqa: E731
-        r = interleaved_rates(datasets.train, loop, rounds)
+        r = interleaved_rates(augmented_rows(corpus, config), loop, rounds)
         assert r["rows"] == len(images)
         rounds_text = " ".join(f"{1 - x:.0%}" for x in r["ratios"])
         print(f"{name:<24}{len(images):>7}{r['plain']:>9.0f}{r['ray']:>9.0f}{1 - r['ratio']:>10.1%}"
               f"{r['first']:>13.2f}  {rounds_text}")  # fmt: skip
-    task_sizing(load_config(values=cases["28 px Fashion-MNIST"] | common), rounds + 1)
+    print(f"\nWhere a Ray epoch goes (calls timed inside the tasks), medians of {rounds} epochs")
+    print(f"{'data':<24}{'rows/task':>10}{'tasks':>7}{'outside calls':>15}{'per task':>10}")
+    for name, corpus in corpora.items():
+        config = load_config(values=cases[name] | common)
+        share, per_task, tasks = outside_calls(augmented_rows(corpus, config, fn=timed_calls), rounds)
+        print(f"{name:<24}{corpus_rows_per_task(corpus, config):>10}{tasks:>7}{share:>15.1%}"
+              f"{per_task:>8.0f}ms")  # fmt: skip
+    fmnist = "28 px Fashion-MNIST"
+    task_sizing(corpora[fmnist], load_config(values=cases[fmnist] | common), rounds + 1)
     ray.shutdown()
 
 
-def task_sizing(config, pairs: int) -> None:
+def task_sizing(corpus, config, pairs: int) -> None:
     """Part 3: Ray epoch time with ``rows_per_task`` vs one call per task, ``pairs`` pairs (the
     order alternates), after a warm-up of each."""
-    corpus = read_corpus(config)
     call, rows = task_rows(config), corpus_rows_per_task(corpus, config)
     head = f"\nTask sizing, {corpus.report.total} Fashion-MNIST images on one slot:"
     if rows == call:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from pipelines.config import DataConfig, ExperimentConfig
 
 LOG = logging.getLogger(__name__)
-DECODE_BATCH_ROWS = 64
+DECODE_BATCH_ROWS = 64  # divides the readers' block sizes, so decoded blocks keep them
 MAX_EXAMPLES = 20
 
 

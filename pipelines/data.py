@@ -15,7 +15,7 @@ import inspect
 import logging
 import secrets
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from cl_core.transforms import RECIPES, ClipRecipe, ViewRecipe, build_recipe, colour_stage, make_views, normalize
-from pipelines.decode import CorpusReport, held_out
+from pipelines.decode import CorpusReport, block_rows, held_out
 
 if TYPE_CHECKING:
     import ray.data
@@ -126,10 +126,24 @@ def augment_batch(
 
 def task_rows(config: "ExperimentConfig") -> int:
     """Images per augmentation call: ``augment.batch_rows``, else about 32 MB of uint8 input,
-    64 to 4096 rows (>= ~100 ms of work per call)."""
+    64 to 4096 rows (>= ~100 ms of work per call), aligned with the decoded corpus' blocks.
+
+    Aligned: the nearest multiple of the source's ``block_rows`` or, when that is 0, the
+    largest divisor of a block within the 32 MB. A call that straddles two blocks makes Ray
+    Data concatenate them (a copy of the input) and leaves a remainder call: at 224 px, 222-row
+    calls over 128-row blocks ran as tasks of 256 rows (calls of 222 + 34) with ~85 ms per task
+    outside the calls; 256-row calls (two whole blocks) cut that to ~40 ms and made epochs
+    0.91x as long (paired runs, 2048 JPEGs on one slot).
+    """
     if config.augment.batch_rows is not None:
         return config.augment.batch_rows
-    return int(min(4096, max(64, CALL_INPUT_BYTES // _image_bytes(config))))
+    rows = int(min(4096, max(64, CALL_INPUT_BYTES // _image_bytes(config))))
+    block = block_rows(config.data.source)
+    if block is None:
+        return rows
+    if round(rows / block) >= 1:
+        return block * round(rows / block)
+    return block // next(k for k in range(-(-block // rows), block + 1) if block % k == 0)
 
 
 def _image_bytes(config: "ExperimentConfig") -> int:
@@ -146,14 +160,19 @@ def rows_per_task(config: "ExperimentConfig", num_rows: int, slots: int) -> int:
     28 px call (~0.3 s). Fewer, larger tasks make that small on corpora of small images (60,000
     Fashion-MNIST images on one slot: 5 tasks of 3 calls instead of 15, epochs 0.93-0.94x as
     long in paired runs of ``bench/augment.py``). Large images stay at one call per task (32 MB
-    of input): at 224 px, tasks of 2 or 4 calls were no faster and make 134-268 MB blocks.
+    of input): at 224 px, tasks of 2 or 3 whole-block calls were no faster (0.93x, 1.0x vs
+    0.91x for one call) and make 154-231 MB blocks. A task below one decoded block divides it.
     The cost: a task's calls leave it as one block, so an epoch's first batch waits for a whole
     task. Corpora under ``TASKS_PER_SLOT`` calls per slot (the default job's 10,000 images) keep
     one call per task.
     """
     call = task_rows(config)
     most = max(1, MAX_TASK_INPUT_BYTES // (_image_bytes(config) * call))
-    return call * max(1, min(most, num_rows // (TASKS_PER_SLOT * max(1, slots) * call)))
+    calls = max(1, min(most, num_rows // (TASKS_PER_SLOT * max(1, slots) * call)))
+    block = block_rows(config.data.source) if config.augment.batch_rows is None else None
+    if block is not None and call < block:  # whole calls that divide a block: none straddles two
+        calls = max(c for c in range(1, calls + 1) if (block // call) % c == 0)
+    return call * calls
 
 
 def batch_seed(train_seed: int, key: int, entropy: int) -> int:
@@ -183,15 +202,16 @@ def _train_rows(
 
 
 def augmented_rows(
-    corpus: "Corpus", config: "ExperimentConfig", rows: int | None = None
+    corpus: "Corpus", config: "ExperimentConfig", rows: int | None = None, fn: Callable = _train_rows
 ) -> "ray.data.Dataset":
     """``corpus``'s training rows augmented anew each epoch, ``rows`` images per task (default
-    ``corpus_rows_per_task``; ``bench/augment.py`` compares it with one call per task)."""
+    ``corpus_rows_per_task``; ``bench/augment.py`` compares it with one call per task), by
+    ``fn`` (``_train_rows``; the bench wraps it to time the calls)."""
     kwargs = {"recipe": recipe_from_config(config), "colour_on_device": config.augment.colour_on_device,
               "train_seed": config.train.seed, "holdout": corpus.holdout,
               "call_rows": task_rows(config)}  # fmt: skip
     rows = corpus_rows_per_task(corpus, config) if rows is None else rows
-    return corpus.train.map_batches(_train_rows, fn_kwargs=kwargs, batch_size=rows, **corpus.tasks)
+    return corpus.train.map_batches(fn, fn_kwargs=kwargs, batch_size=rows, **corpus.tasks)
 
 
 def corpus_rows_per_task(corpus: "Corpus", config: "ExperimentConfig") -> int:

@@ -16,15 +16,12 @@ import ray.data
 from ray.data.extensions import ArrowTensorArray
 
 from cl_core.datasets import FASHION_MNIST_DIR, load_fashion_mnist
-from pipelines.decode import fingerprint
+from pipelines.decode import ARRAY_ROWS_PER_BLOCK, FILE_ROWS_PER_BLOCK, fingerprint
 
 if TYPE_CHECKING:
     from pipelines.config import DataConfig
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
-#: Raw rows per block: file rows cost ~1-5 ms each to decode, array rows ~10 us.
-FILE_ROWS_PER_BLOCK = 128
-ARRAY_ROWS_PER_BLOCK = 4096
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,10 @@ import torch
 from PIL import Image
 
 from cl_core.datasets import load_fashion_mnist
+from pipelines import corpus as corpus_module
+from pipelines import readers
 from pipelines.config import load_config
+from pipelines.corpus import read_corpus
 from pipelines.data import build_datasets, device_views, normalization, recipe_from_config, rows_per_task
 from pipelines.decode import decode_image
 
@@ -98,6 +101,15 @@ def test_build_datasets__too_many_bad_files_raise_naming_examples(ray_local, jpe
     with pytest.raises(ValueError, match=r"3 of 27 images .* > data.max_bad_fraction=0.1") as error:
         build_datasets(folder_config(jpeg_folder, max_bad_fraction=0.1))
     assert all(name in str(error.value) for name in BAD)
+
+
+def test_read_corpus__decoded_blocks_keep_the_readers_blocks(ray_local, jpeg_folder, monkeypatch):
+    """task_rows aligns augmentation calls with the readers' block sizes: decoding must keep them."""
+    monkeypatch.setattr(readers, "FILE_ROWS_PER_BLOCK", 8)  # 27 files: raw blocks of 8, 8, 8, 3 rows
+    monkeypatch.setattr(corpus_module, "DECODE_BATCH_ROWS", 4)  # divides the blocks, as 64 divides 128
+    corpus = read_corpus(folder_config(jpeg_folder, max_bad_fraction=0.2))
+    blocks = [len(batch["key"]) for batch in corpus.train.iter_batches(batch_size=None)]
+    assert sorted(blocks) == [3, 8, 8, 8]
 
 
 def test_build_datasets__fashion_mnist_counts_splits_and_device_views(ray_local):

@@ -10,6 +10,7 @@ from PIL import Image
 from cl_core.transforms import build_recipe, colour_stage, make_views, normalize
 from pipelines.config import ConfigError, load_config
 from pipelines.data import (
+    CALL_INPUT_BYTES,
     MAX_TASK_INPUT_BYTES,
     TASKS_PER_SLOT,
     _train_rows,
@@ -21,7 +22,15 @@ from pipelines.data import (
     rows_per_task,
     task_rows,
 )
-from pipelines.decode import BadImageError, CorpusReport, decode_batch, decode_image, held_out, square_array
+from pipelines.decode import (
+    BadImageError,
+    CorpusReport,
+    block_rows,
+    decode_batch,
+    decode_image,
+    held_out,
+    square_array,
+)
 from pipelines.readers import list_image_folder
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
@@ -254,7 +263,29 @@ def test_rows_per_task__a_large_corpus_caps_the_task_input(size, channels):
     config = load_config(values={"data": {"image_size": size, "channels": channels}})
     call, image_bytes = task_rows(config), channels * size * size
     rows = rows_per_task(config, 10**8, 1)
-    assert rows % call == 0 and rows * image_bytes <= MAX_TASK_INPUT_BYTES < (rows + call) * image_bytes
+    assert rows % call == 0 and (rows + call) * image_bytes > MAX_TASK_INPUT_BYTES
+    assert rows * image_bytes <= MAX_TASK_INPUT_BYTES or rows == call  # a call is never split
+
+
+@pytest.mark.parametrize("source", ["image_folder", "fashion_mnist", "parquet"])
+@pytest.mark.parametrize(
+    ("size", "channels"), [(16, 1), (28, 1), (32, 3), (96, 3), (224, 1), (224, 3), (300, 3), (512, 3)]
+)
+def test_task_rows__about_32_mb_aligned_with_the_decoded_blocks(source, size, channels, tmp_path):
+    data = {"source": source, "image_size": size, "channels": channels}
+    data |= {} if source == "fashion_mnist" else {"path": str(tmp_path)}
+    config = load_config(values={"data": data})
+    call, block = task_rows(config), block_rows(source)
+    target = min(4096, max(64, CALL_INPUT_BYTES // (channels * size * size)))
+    if block is None:  # Parquet: the files decide the blocks; nothing to align with
+        assert call == target
+    else:  # no call or task straddles two blocks: Ray Data would concatenate them (a copy) for it
+        assert call % block == 0 or block % call == 0
+        assert target / 2 <= call <= 2 * target
+        for rows in (rows_per_task(config, n, slots) for n in (10**4, 10**6) for slots in (1, 3)):
+            assert rows % block == 0 or block % rows == 0
+    fixed = load_config(values={"data": data, "augment": {"batch_rows": 100}})
+    assert task_rows(fixed) == 100  # the user's choice stands
 
 
 @pytest.mark.parametrize("colour_on_device", [True, False])
