@@ -1,6 +1,6 @@
 """Augmentation throughput: our batched recipe path vs per-sample torchvision + PIL, and Ray's overhead.
 
-    .venv/bin/python bench/augment.py            # about 5.5 minutes on 2 cores
+    .venv/bin/python bench/augment.py            # about 7 minutes on 2 cores
     .venv/bin/python bench/augment.py --quick    # smoke run, under a minute
 
 Part 1, images/s per core (torch pinned to 1 thread) of SimCLR's full two-view recipe on the
