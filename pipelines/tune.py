@@ -119,7 +119,10 @@ def run_trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
             end_run(uri, run_id, "FAILED")
         raise
     epochs = int(result.metrics.get("train/epoch", 0))
-    finish_run(result, run_dir, uri, run_id, complete=epochs >= config.train.epochs)
+    # An ASHA stop that reached the workers after their last epoch: the driver's TrialRuns has
+    # closed the run KILLED (Tune's verdict); it stays so.
+    if MlflowClient(uri).get_run(run_id).info.status == "RUNNING":
+        finish_run(result, run_dir, uri, run_id, complete=epochs >= config.train.epochs)
 
 
 class TrialRuns(ray.tune.Callback):
@@ -145,9 +148,13 @@ class TrialRuns(ray.tune.Callback):
             client = MlflowClient(info["tracking_uri"])
             planned = load_yaml((run_dir / "config.yaml").read_text())["train"]["epochs"]
             status = client.get_run(info["run_id"]).info.status
-            # Tune's verdict wins over a FAILED that a stopped trial wrote while being shut down.
-            if status == "RUNNING" or (status == "FAILED" and not failed):
-                status = "FAILED" if failed else ("FINISHED" if epochs >= planned else "KILLED")
+            # Tune's verdict wins over a FAILED that a stopped trial wrote while being shut down,
+            # and over a FINISHED when the stop reached the Train workers after their last epoch.
+            verdict = "FAILED" if failed else ("FINISHED" if epochs >= planned else "KILLED")
+            if status == "RUNNING" or (status in ("FAILED", "FINISHED") and not failed and status != verdict):
+                if verdict == "KILLED":  # the workers may have logged the epoch in flight: Tune judged this one
+                    client.set_tag(info["run_id"], "tune.stopped_after_epoch", str(epochs))
+                status = verdict
                 end_run(info["tracking_uri"], info["run_id"], status)
         shown = "n/a" if value is None else f"{value:.4f}"
         word = {"KILLED": "stopped early by ASHA"}.get(status, status.lower())
@@ -187,7 +194,8 @@ def build_tuner(space: SweepSpace, base: ExperimentConfig, state: dict[str, Any]
 
 
 def _trial_row(result, metric: str, mode: str) -> dict[str, Any]:
-    """One summary row: sampled values, final / best metric, epochs run, MLflow status."""
+    """One summary row: sampled values, final / best metric and its history as Tune received
+    them, epochs reported to Tune, MLflow status."""
     name, metrics = Path(result.path).name, result.metrics or {}
     history = result.metrics_dataframe
     values = [] if history is None or metric not in history else history[metric].dropna().tolist()
@@ -198,7 +206,7 @@ def _trial_row(result, metric: str, mode: str) -> dict[str, Any]:
         status = MlflowClient(info["tracking_uri"]).get_run(info["run_id"]).info.status
     pick = max if mode == "max" else min
     return {"trial": name, "sampled": result.config, "final": metrics.get(metric), "best": pick(values, default=None),
-            "epochs": int(metrics.get("train/epoch", 0)), "status": status}  # fmt: skip
+            "history": values, "epochs": int(metrics.get("train/epoch", 0)), "status": status}  # fmt: skip
 
 
 def summary_table(rows: list[dict[str, Any]], metric: str) -> str:
