@@ -1,6 +1,6 @@
 """Augmentation throughput: our batched recipe path vs per-sample torchvision + PIL, and Ray's overhead.
 
-    .venv/bin/python bench/augment.py            # about 7 minutes on 2 cores
+    .venv/bin/python bench/augment.py            # about 8 minutes on 2 cores
     .venv/bin/python bench/augment.py --quick    # smoke run, under a minute
 
 Part 1, images/s per core (torch pinned to 1 thread) of SimCLR's full two-view recipe on the
@@ -12,7 +12,8 @@ as the official pipelines) vs ``pipelines.data.augment_batch`` with the colour s
 Part 2, the Ray overhead: an epoch of the pipeline's training rows (``augmented_rows``, as in
 ``build_datasets``; default config) on a 1-CPU local Ray, so one task at a time, vs
 ``augment_batch`` called in a loop over the same decoded images with the same rows per call, in
-this process. Then where a Ray epoch goes: the same pipeline with each augmentation call timed
+this process; colour on device (the default), and at 224 px also the full recipe on the CPU (a
+quarter of the images: it is ~15x slower per image). Then where a Ray epoch goes: the same pipeline with each augmentation call timed
 inside its task; the share of the epoch outside the calls and the time per task outside them
 (Ray's own cost, whatever the speed of the calls in the worker vs this process).
 
@@ -176,21 +177,23 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, rounds: 
     context.enable_progress_bars = context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     common = {"eval": {"train_size": 64, "test_size": 64}}  # default augment: 0.25-CPU tasks, 1 at a time
+    jpegs = {"source": "image_folder", "path": str(folder), "image_size": 224, "channels": 3, "folder_labels": False}
+    full_rows = len(jpeg_images) // 4  # the full recipe is ~15x slower per image: fewer images, similar time
     cases = {
-        "224 px JPEG folder": {"data": {"source": "image_folder", "path": str(folder), "image_size": 224,
-                                        "channels": 3, "folder_labels": False}},  # fmt: skip
+        "224 px JPEG folder": {"data": jpegs},
         "28 px Fashion-MNIST": {"data": {"limit": fmnist_limit}},  # 60,000: one real epoch
+        "224 px, colour on CPU": {"data": jpegs | {"limit": full_rows}, "augment": {"colour_on_device": False}},
     }
-    print("\nRay Data (1-CPU local Ray) vs augment_batch in a loop, images/s, colour on device")
+    print("\nRay Data (1-CPU local Ray) vs augment_batch in a loop, images/s, colour on device unless said")
     print("overhead = 1 - median over rounds of (Ray / plain in the same round); plain, Ray: median images/s")
     print(f"{'data':<24}{'n':>7}{'plain':>9}{'Ray':>9}{'overhead':>10}{'1st batch s':>13}  per round")
     corpora = {}
     for name, values in cases.items():
         config = load_config(values=values | common)
         corpus = corpora[name] = read_corpus(config)
-        images = jpeg_images if "JPEG" in name else load_fashion_mnist(limit=fmnist_limit)[0][:, None]
-        recipe, rows = recipe_from_config(config), task_rows(config)
-        loop = lambda: plain_loop(images, recipe, True, rows)  # noqa: E731
+        images = jpeg_images[: config.data.limit] if "224" in name else load_fashion_mnist(limit=fmnist_limit)[0][:, None]
+        recipe, rows, on_device = recipe_from_config(config), task_rows(config), config.augment.colour_on_device
+        loop = lambda: plain_loop(images, recipe, on_device, rows)  # noqa: E731
         r = interleaved_rates(augmented_rows(corpus, config), loop, rounds)
         assert r["rows"] == len(images)
         rounds_text = " ".join(f"{1 - x:.0%}" for x in r["ratios"])
