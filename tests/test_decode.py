@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from cl_core.transforms import build_recipe, colour_stage, make_views, normalize
+from pipelines import data
 from pipelines.config import ConfigError, load_config
 from pipelines.data import (
     CALL_INPUT_BYTES,
@@ -16,6 +17,7 @@ from pipelines.data import (
     _train_rows,
     augment_batch,
     batch_seed,
+    colour_chunk_rows,
     device_views,
     normalization,
     recipe_from_config,
@@ -209,12 +211,28 @@ def test_augment_batch__same_seed_same_views_and_samples_draw_their_own_crops(ba
     assert not (first["view_0"] == first["view_1"]).all()
 
 
-def test_augment_batch__without_device_colour_is_make_views_quantised(batch):
+@pytest.mark.parametrize("chunk_rows", [4, 6, 100])  # chunks of 4 + 2, one of 6, one of 6
+def test_augment_batch__without_device_colour_is_make_views_quantised_chunk_by_chunk(batch, monkeypatch,
+                                                                                    chunk_rows):  # fmt: skip
     recipe = build_recipe("byol", size=16)
+    monkeypatch.setattr(data, "COLOUR_CHUNK_ELEMENTS", chunk_rows * 3 * 16 * 16)
+    assert colour_chunk_rows(recipe, 3) == chunk_rows
     out = augment_batch(batch, recipe, colour_on_device=False, seed=3)
-    views = make_views(torch.from_numpy(batch["image"]), recipe, torch.Generator().manual_seed(3))
-    for i, view in enumerate(views):
+    generator, images = torch.Generator().manual_seed(3), torch.from_numpy(batch["image"])
+    chunks = [make_views(images[i : i + chunk_rows], recipe, generator) for i in range(0, len(images), chunk_rows)]
+    for i, view in enumerate(torch.cat(parts) for parts in zip(*chunks)):
+        assert out[f"view_{i}"].dtype == np.uint8 and out[f"view_{i}"].shape == (6, 3, 16, 16)
         assert (torch.from_numpy(out[f"view_{i}"]).float() - view * 255).abs().max() <= 0.5 + 1e-4
+    views = out["view_0"].reshape(6, -1)
+    assert len({v.tobytes() for v in views}) == 6  # copies of one image: each chunk draws its own
+
+
+def test_colour_chunk_rows__about_two_million_elements_of_the_largest_view():
+    assert colour_chunk_rows(build_recipe("simclr", size=224), 3) == 13
+    assert colour_chunk_rows(build_recipe("simclr", size=32), 3) == 682
+    assert colour_chunk_rows(build_recipe("simclr", size=28), 1) == 2674
+    assert colour_chunk_rows(build_recipe("multicrop", global_size=224, local_size=96), 3) == 13
+    assert colour_chunk_rows(build_recipe("simclr", size=2048), 3) == 1  # never 0
 
 
 def test_augment_batch__multicrop_sizes_and_an_empty_batch():
