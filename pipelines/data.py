@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from cl_core.transforms import RECIPES, ClipRecipe, ViewRecipe, build_recipe, colour_stage, make_views, normalize
+from cl_core.transforms.batched import CPU_COLOUR_CHUNK_ELEMENTS
 from pipelines.decode import CorpusReport, block_rows, held_out
 
 if TYPE_CHECKING:
@@ -38,10 +39,6 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's "L" and colour_ops.to_gray
 TASKS_PER_SLOT = 4  # augmentation tasks per epoch per concurrent task slot: load balance vs per-task cost
 CALL_INPUT_BYTES = 2**25  # decoded input of one augmentation call (fewer rows for small images)
 MAX_TASK_INPUT_BYTES = CALL_INPUT_BYTES  # of one augmentation task: one call of large images
-#: Float elements of a view per ``make_views`` call when the colour stage runs on the CPU
-#: (``colour_chunk_rows``): ~8 MB temporaries, below glibc's 32 MB mmap threshold, so they are
-#: reused from the heap instead of mapped and page-faulted anew by every op.
-COLOUR_CHUNK_ELEMENTS = 2**21
 
 
 def recipe_from_config(config: "ExperimentConfig") -> ViewRecipe:
@@ -135,7 +132,8 @@ def augment_batch(
 
 def colour_chunk_rows(recipe: ViewRecipe, channels: int) -> int:
     """Images per ``make_views`` call in ``augment_batch`` when the colour stage runs on the CPU:
-    ``COLOUR_CHUNK_ELEMENTS`` per view of the recipe's largest size (13 at 224 px RGB, 682 at 32 px).
+    ``CPU_COLOUR_CHUNK_ELEMENTS`` per view of the recipe's largest size (13 at 224 px RGB, 682 at
+    32 px).
 
     The colour stage's float temporaries of a whole 32 MB call (150 MB at 224 px) were mapped
     and faulted in anew by each op: 256 images at 224 px ran at 69 images/s with ~650,000 page
@@ -144,7 +142,7 @@ def colour_chunk_rows(recipe: ViewRecipe, channels: int) -> int:
     draws its own parameters in turn from the call's generator.
     """
     largest = max(recipe.sizes)
-    return max(1, COLOUR_CHUNK_ELEMENTS // (channels * largest * largest))
+    return max(1, CPU_COLOUR_CHUNK_ELEMENTS // (channels * largest * largest))
 
 
 def task_rows(config: "ExperimentConfig") -> int:

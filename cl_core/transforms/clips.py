@@ -3,12 +3,13 @@
 Every random parameter (crop box, flip, jitter factors and order, grayscale, blur, solarize) is
 drawn once per clip and repeated over its T frames (``repeat_interleave(T)``), so the frames of
 a clip share one augmentation and the two clips of a pair get different ones. The ops are the
-batched image ops of this package applied to the (n * T) frames at once. Numbers follow the
-official CVRL code (tensorflow/models ``official/projects/video_ssl``): crop area U(0.3, 1) and
-aspect ratio (0.5, 2); flip p 0.5; colour jitter of strength 1 (0.8, 0.8, 0.8, 0.2, random op
-order) with p 0.8 then grayscale p 0.2 (``random_color_jitter_3d``); Gaussian blur with sigma
-U(0.1, 2) and a kernel of 10% of the side, p 1.0 on clip 0 and 0.1 on clip 1; solarisation
-p 0.0 / 0.2 (BYOL's asymmetric pair, as in the paper's appendix).
+batched image ops of this package applied to the (n * T) frames at once (on the CPU, to chunks
+of them in turn, after every draw). Numbers follow the official CVRL code (tensorflow/models
+``official/projects/video_ssl``): crop area U(0.3, 1) and aspect ratio (0.5, 2); flip p 0.5;
+colour jitter of strength 1 (0.8, 0.8, 0.8, 0.2, random op order) with p 0.8 then grayscale
+p 0.2 (``random_color_jitter_3d``); Gaussian blur with sigma U(0.1, 2) and a kernel of 10% of
+the side, p 1.0 on clip 0 and 0.1 on clip 1; solarisation p 0.0 / 0.2 (BYOL's asymmetric
+pair, as in the paper's appendix).
 """
 
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from cl_core.transforms import colour_ops
+from cl_core.transforms.batched import CPU_COLOUR_CHUNK_ELEMENTS
 from cl_core.transforms.crops import flip_where, resized_crops, sample_crop_boxes
 from cl_core.transforms.jitter import JitterDraws, apply_jitter, apply_to, draw_jitter
 from cl_core.transforms.params import ViewParams
@@ -97,13 +99,18 @@ def augment_clips(clips: torch.Tensor, params: ViewParams, generator: torch.Gene
     blur = _repeat(torch.rand(n, generator=generator) < params.blur_prob, t)
     sigma = _repeat(torch.empty(n).uniform_(*params.blur_sigma, generator=generator), t)
     solar = _repeat(torch.rand(n, generator=generator) < params.solarize_prob, t)
-    x = apply_jitter(frames.float().div_(255.0), params, jitter)  # (n*T, C, s, s) float in [0, 1]
-    if c == 3:
-        x = apply_to(x, gray, colour_ops.to_grayscale)
-    x = apply_to(x, blur, colour_ops.gaussian_blur, sigma, colour_ops.blur_kernel_size(params.size))
-    x = apply_to(x, solar, colour_ops.solarize, params.solarize_threshold / 255.0)
-    x = x.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
-    return x.view(n, t, c, params.size, params.size)
+    out, kernel = torch.empty_like(frames), colour_ops.blur_kernel_size(params.size)
+    step = max(1, CPU_COLOUR_CHUNK_ELEMENTS // (c * params.size**2)) if frames.device.type == "cpu" else n * t
+    for start in range(0, n * t, step):  # on the CPU in chunks of frames: see CPU_COLOUR_CHUNK_ELEMENTS
+        part = slice(start, start + step)
+        draws = JitterDraws(jitter.apply[part], jitter.order[part], jitter.factors[part])
+        x = apply_jitter(frames[part].float().div_(255.0), params, draws)  # (m, C, s, s) float in [0, 1]
+        if c == 3:
+            x = apply_to(x, gray[part], colour_ops.to_grayscale)
+        x = apply_to(x, blur[part], colour_ops.gaussian_blur, sigma[part], kernel)
+        x = apply_to(x, solar[part], colour_ops.solarize, params.solarize_threshold / 255.0)
+        out[part] = x.mul_(255.0).round_().clamp_(0, 255)
+    return out.view(n, t, c, params.size, params.size)
 
 
 def augment_clip_pair(
