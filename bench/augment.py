@@ -13,8 +13,8 @@ Part 2, the Ray overhead: an epoch of the pipeline's training rows (``augmented_
 ``build_datasets``; default config) on a 1-CPU local Ray, so one task at a time, vs
 ``augment_batch`` called in a loop over the same decoded images with the same rows per call, in
 this process; colour on device (the default), and at 224 px also the full recipe on the CPU (a
-quarter of the images: it is ~15x slower per image). Then where a Ray epoch goes: the same pipeline with each augmentation call timed
-inside its task; the share of the epoch outside the calls and the time per task outside them
+quarter of the images: it is ~15x slower per image). Then where a Ray epoch goes: the same
+pipeline with each augmentation call timed inside its task; the share of the epoch outside the calls and the time per task outside them
 (Ray's own cost, whatever the speed of the calls in the worker vs this process).
 
 Part 3, task sizing: Ray epochs of Fashion-MNIST with ``rows_per_task`` (several calls per task)
@@ -191,7 +191,10 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, rounds: 
     for name, values in cases.items():
         config = load_config(values=values | common)
         corpus = corpora[name] = read_corpus(config)
-        images = jpeg_images[: config.data.limit] if "224" in name else load_fashion_mnist(limit=fmnist_limit)[0][:, None]
+        if config.data.source == "image_folder":
+            images = jpeg_images[: config.data.limit]
+        else:
+            images = load_fashion_mnist(limit=fmnist_limit)[0][:, None]
         recipe, rows, on_device = recipe_from_config(config), task_rows(config), config.augment.colour_on_device
         loop = lambda: plain_loop(images, recipe, on_device, rows)  # noqa: E731
         r = interleaved_rates(augmented_rows(corpus, config), loop, rounds)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from cl_core.transforms import RECIPES, ClipRecipe, ViewRecipe, build_recipe, colour_stage, make_views, normalize
-from cl_core.transforms.batched import CPU_COLOUR_CHUNK_ELEMENTS
+from cl_core.transforms.batched import cpu_chunk_rows
 from pipelines.decode import CorpusReport, block_rows, held_out
 
 if TYPE_CHECKING:
@@ -124,15 +124,15 @@ def augment_batch(
     else:  # in chunks of rows, each quantised into the uint8 views as it is made
         views, rows = [images.new_empty((n, c, s, s)) for s in recipe.sizes], colour_chunk_rows(recipe, c)
         for start in range(0, n, rows):
-            for out, view in zip(views, make_views(images[start : start + rows], recipe, generator)):
-                out[start : start + rows] = view.mul_(255.0).round_().clamp_(0, 255)
+            for dest, view in zip(views, make_views(images[start : start + rows], recipe, generator)):
+                dest[start : start + rows] = view.mul_(255.0).round_().clamp_(0, 255)
     out = {f"view_{i}": v.numpy() for i, v in enumerate(views)}
     return out | {"label": np.asarray(batch["label"], dtype=np.int64)}
 
 
 def colour_chunk_rows(recipe: ViewRecipe, channels: int) -> int:
     """Images per ``make_views`` call in ``augment_batch`` when the colour stage runs on the CPU:
-    ``CPU_COLOUR_CHUNK_ELEMENTS`` per view of the recipe's largest size (13 at 224 px RGB, 682 at
+    ``cpu_chunk_rows`` of the recipe's largest view (13 at 224 px RGB, 682 at
     32 px).
 
     The colour stage's float temporaries of a whole 32 MB call (150 MB at 224 px) were mapped
@@ -141,8 +141,7 @@ def colour_chunk_rows(recipe: ViewRecipe, channels: int) -> int:
     chunks of 256-512; the 224 px call's peak memory fell from ~940 to ~190 MB. Each chunk
     draws its own parameters in turn from the call's generator.
     """
-    largest = max(recipe.sizes)
-    return max(1, CPU_COLOUR_CHUNK_ELEMENTS // (channels * largest * largest))
+    return cpu_chunk_rows(channels, max(recipe.sizes))
 
 
 def task_rows(config: "ExperimentConfig") -> int:

@@ -7,8 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cl_core.transforms import build_recipe, colour_stage, make_views, normalize
-from pipelines import data
+from cl_core.transforms import batched, build_recipe, colour_stage, make_views, normalize
 from pipelines.config import ConfigError, load_config
 from pipelines.data import (
     CALL_INPUT_BYTES,
@@ -215,7 +214,7 @@ def test_augment_batch__same_seed_same_views_and_samples_draw_their_own_crops(ba
 def test_augment_batch__without_device_colour_is_make_views_quantised_chunk_by_chunk(batch, monkeypatch,
                                                                                     chunk_rows):  # fmt: skip
     recipe = build_recipe("byol", size=16)
-    monkeypatch.setattr(data, "CPU_COLOUR_CHUNK_ELEMENTS", chunk_rows * 3 * 16 * 16)
+    monkeypatch.setattr(batched, "CPU_COLOUR_CHUNK_ELEMENTS", chunk_rows * 3 * 16 * 16)
     assert colour_chunk_rows(recipe, 3) == chunk_rows
     out = augment_batch(batch, recipe, colour_on_device=False, seed=3)
     generator, images = torch.Generator().manual_seed(3), torch.from_numpy(batch["image"])

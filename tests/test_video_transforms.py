@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cl_core.transforms import ClipRecipe, augment_clip_pair, augment_clips
+from cl_core.transforms import ClipRecipe, augment_clip_pair, augment_clips, batched
 
 
 def _textured(n: int, c: int = 3, side: int = 48, seed: int = 0) -> torch.Tensor:
@@ -80,13 +80,11 @@ def test_augment_clips__blur_and_solarize_follow_the_per_clip_probabilities():
 @pytest.mark.parametrize("channels", [3, 1])
 def test_augment_clips__colour_stage_in_chunks_of_frames_gives_the_whole_batch_result(monkeypatch, channels,
                                                                                       chunk_frames):  # fmt: skip
-    import cl_core.transforms.clips as clips_module
-
     g = torch.Generator().manual_seed(3)
     clips = torch.randint(0, 256, (5, 4, channels, 40, 40), dtype=torch.uint8, generator=g)  # distinct frames
     recipe = ClipRecipe(size=24)  # clip 0 always blurred, clip 1 may be solarised: every op runs
-    monkeypatch.setattr(clips_module, "CPU_COLOUR_CHUNK_ELEMENTS", 10**9)
+    monkeypatch.setattr(batched, "CPU_COLOUR_CHUNK_ELEMENTS", 10**9)
     whole = [augment_clips(clips, p, torch.Generator().manual_seed(1)) for p in recipe.views]
-    monkeypatch.setattr(clips_module, "CPU_COLOUR_CHUNK_ELEMENTS", chunk_frames * channels * 24 * 24)
+    monkeypatch.setattr(batched, "CPU_COLOUR_CHUNK_ELEMENTS", chunk_frames * channels * 24 * 24)
     for params, expected in zip(recipe.views, whole):
         assert torch.equal(augment_clips(clips, params, torch.Generator().manual_seed(1)), expected)

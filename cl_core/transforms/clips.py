@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from cl_core.transforms import colour_ops
-from cl_core.transforms.batched import CPU_COLOUR_CHUNK_ELEMENTS
+from cl_core.transforms.batched import cpu_chunk_rows
 from cl_core.transforms.crops import flip_where, resized_crops, sample_crop_boxes
 from cl_core.transforms.jitter import JitterDraws, apply_jitter, apply_to, draw_jitter
 from cl_core.transforms.params import ViewParams
@@ -100,7 +100,7 @@ def augment_clips(clips: torch.Tensor, params: ViewParams, generator: torch.Gene
     sigma = _repeat(torch.empty(n).uniform_(*params.blur_sigma, generator=generator), t)
     solar = _repeat(torch.rand(n, generator=generator) < params.solarize_prob, t)
     out, kernel = torch.empty_like(frames), colour_ops.blur_kernel_size(params.size)
-    step = max(1, CPU_COLOUR_CHUNK_ELEMENTS // (c * params.size**2)) if frames.device.type == "cpu" else n * t
+    step = cpu_chunk_rows(c, params.size) if frames.device.type == "cpu" else n * t
     for start in range(0, n * t, step):  # on the CPU in chunks of frames: see CPU_COLOUR_CHUNK_ELEMENTS
         part = slice(start, start + step)
         draws = JitterDraws(jitter.apply[part], jitter.order[part], jitter.factors[part])
