@@ -17,6 +17,9 @@ quarter of the images: it is ~15x slower per image). Then where a Ray epoch goes
 pipeline with each augmentation call timed inside its task; the share of the epoch outside the calls and the time per task outside them
 (Ray's own cost, whatever the speed of the calls in the worker vs this process).
 
+Everything runs under the pipeline's augmentation workers' malloc policy
+(``pipelines.malloc.keep_freed_memory``), so this process' calls and the workers' allocate alike.
+
 Part 3, task sizing: Ray epochs of Fashion-MNIST with ``rows_per_task`` (several calls per task)
 vs one call per task, in pairs, on the same Ray instance; the median of the pairs' time ratios.
 """
@@ -51,6 +54,7 @@ from pipelines.data import (  # noqa: E402
     task_rows,
 )
 from pipelines.decode import decode_image  # noqa: E402
+from pipelines.malloc import keep_freed_memory  # noqa: E402
 
 
 def natural_images(n: int, size: int, channels: int = 3, seed: int = 0) -> np.ndarray:
@@ -236,6 +240,7 @@ def task_sizing(corpus, config, pairs: int) -> None:
 
 def main(quick: bool) -> None:
     torch.set_num_threads(1)  # per-core figures; Ray Data tasks pin themselves to 1 thread too
+    keep_freed_memory()  # the malloc policy of the pipeline's augmentation workers, for both sides
     n224, n_small, n_ray, n_fmnist, rounds = (8, 64, 64, 2048, 1) if quick else (96, 2048, 2048, 60000, 3)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -25,6 +25,7 @@ import torch
 from cl_core.transforms import RECIPES, ClipRecipe, ViewRecipe, build_recipe, colour_stage, make_views, normalize
 from cl_core.transforms.batched import cpu_chunk_rows
 from pipelines.decode import CorpusReport, block_rows, held_out
+from pipelines.malloc import keep_freed_memory
 
 if TYPE_CHECKING:
     import ray.data
@@ -212,6 +213,7 @@ def _train_rows(
     """The per-epoch map_batches UDF of one task: drop bad and held-out rows, then
     ``augment_batch`` on ``call_rows`` rows at a time (bounded memory), yielding each call's views."""
     torch.set_num_threads(1)  # measured: OpenMP threads of concurrent tasks made make_views ~40x slower
+    keep_freed_memory()  # views come from the heap, not page-faulted in anew by every call
     keep = (batch["error"] == "") & ~held_out(batch["key"], holdout)
     key = int(batch["key"][0]) if len(batch["key"]) else 0
     entropy = secrets.randbits(64)  # fresh: new views every epoch

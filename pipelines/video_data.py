@@ -32,6 +32,7 @@ from cl_core.video import VideoDecodeError, clip_indices, decode_frames, eval_cl
 from pipelines.corpus import MAX_EXAMPLES, check_corpus, task_resources
 from pipelines.data import Datasets, batch_seed, clip_recipe_from_config
 from pipelines.decode import CorpusReport
+from pipelines.malloc import keep_freed_memory
 from pipelines.video_index import load_index
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def _clip_pairs(
         video failed to decode (its rows are skipped and logged).
     """
     torch.set_num_threads(1)  # concurrent tasks share the cores (see pipelines/data.py)
+    keep_freed_memory()
     t, keys = clip["frames"], batch["key"]
     seed = batch_seed(train_seed, int(keys[0]) if len(keys) else 0, secrets.randbits(64))  # new pairs every epoch
     rng, clips, labels = np.random.default_rng(seed), [], []
