@@ -21,7 +21,7 @@ import sys
 
 LOG = logging.getLogger(__name__)
 HEAP_KEEP_BYTES = 2**28  # 256 MiB: a 256-image 224 px call's views (74 MB) twice over, with room
-GLIBC_OLD_MMAP_MAX = 2**25  # glibc before 2.35 refuses mmap thresholds above 32 MiB
+GLIBC_OLD_MMAP_MAX = 2**25  # the most a glibc capping it at HEAP_MAX_SIZE / 2 accepts (32 MiB)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # malloc.h
 _in_force: bool | None = None
 
