@@ -138,12 +138,13 @@ def interleaved_rates(dataset, plain: Callable[[], object], rounds: int) -> dict
     return dict(rows=rows, plain=plain_rate, ray=ray_rate, ratio=ratio, first=first, ratios=ratios)
 
 
-def timed_calls(batch: dict[str, np.ndarray], **kwargs) -> Iterator[dict[str, np.ndarray]]:
-    """``_train_rows`` with each call's start and end (seconds since the epoch) as columns."""
-    start = time.time()
-    for out in _train_rows(batch, **kwargs):
+def timed_calls(table, **kwargs) -> Iterator[dict[str, np.ndarray]]:
+    """``_train_rows`` with each call's start and end (seconds since the epoch) and its task's
+    start as columns."""
+    start = task = time.time()
+    for out in _train_rows(table, **kwargs):
         n = len(out["label"])
-        yield out | {"call_start": np.full(n, start), "call_end": np.full(n, time.time())}
+        yield out | {"call_start": np.full(n, start), "call_end": np.full(n, time.time()), "task": np.full(n, task)}
         start = time.time()
 
 
@@ -152,17 +153,17 @@ def outside_calls(dataset, rounds: int) -> tuple[float, float, int]:
 
     Returns:
         Medians over ``rounds`` epochs: the share of the epoch's wall time outside the
-        augmentation calls, its milliseconds per task (one block per task), tasks per epoch.
+        augmentation calls, its milliseconds per task, tasks per epoch.
     """
     timed_pass(dataset)
     stats = []
     for _ in range(rounds):
-        start, inside, tasks = time.perf_counter(), 0.0, 0
+        start, calls, tasks = time.perf_counter(), set(), set()
         for batch in dataset.iter_batches(batch_size=None):
-            calls = set(zip(batch["call_start"].tolist(), batch["call_end"].tolist()))
-            inside, tasks = inside + sum(end - begin for begin, end in calls), tasks + 1
-        wall = time.perf_counter() - start
-        stats.append((1 - inside / wall, (wall - inside) / tasks * 1000, tasks))
+            calls |= set(zip(batch["call_start"].tolist(), batch["call_end"].tolist()))
+            tasks |= set(batch["task"].tolist())
+        wall, inside = time.perf_counter() - start, sum(end - begin for begin, end in calls)
+        stats.append((1 - inside / wall, (wall - inside) / len(tasks) * 1000, len(tasks)))
     share, per_task, tasks = (statistics.median(column) for column in zip(*stats))
     return share, per_task, int(tasks)
 

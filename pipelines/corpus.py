@@ -13,13 +13,13 @@ import numpy as np
 import ray.data
 
 from pipelines import readers
-from pipelines.decode import CorpusReport, decode_batch, held_out
+from pipelines.decode import CorpusReport, block_rows, decode_batch, held_out
 
 if TYPE_CHECKING:
     from pipelines.config import DataConfig, ExperimentConfig
 
 LOG = logging.getLogger(__name__)
-DECODE_BATCH_ROWS = 64  # divides the readers' block sizes, so decoded blocks keep them
+DECODE_BATCH_ROWS = 64  # where the files decide the blocks (Parquet): bounds a decode call's memory
 MAX_EXAMPLES = 20
 
 
@@ -71,9 +71,11 @@ def task_resources(config: "ExperimentConfig") -> dict[str, object]:
 
 
 def _decode(raw: ray.data.Dataset, data: "DataConfig", tasks: dict[str, object]) -> ray.data.Dataset:
+    """Decoded and materialised; one decode call per raw block where the reader sets the blocks,
+    so that each decoded block is one contiguous chunk (batches of it are views, not copies)."""
     kwargs = {"size": data.image_size, "channels": data.channels}
-    decoded = raw.map_batches(decode_batch, fn_kwargs=kwargs, batch_size=DECODE_BATCH_ROWS, **tasks)
-    return decoded.materialize()
+    rows = block_rows(data.source) or DECODE_BATCH_ROWS
+    return raw.map_batches(decode_batch, fn_kwargs=kwargs, batch_size=rows, **tasks).materialize()
 
 
 def _census(decoded: ray.data.Dataset) -> tuple[CorpusReport, np.ndarray, bool]:

@@ -5,8 +5,8 @@
         views, labels = device_views(batch, recipe, colour_on_device, mean, std, generator)
 
 Randomness: every augmentation call seeds a ``torch.Generator`` from (``train.seed``, the key of
-its task's first row plus the call's offset in the task, fresh OS entropy per task), so epochs
-and batches draw different views and samples of a batch draw their own parameters.
+its first row, fresh OS entropy per task), so epochs and batches draw different views and
+samples of a batch draw their own parameters.
 ``augment_batch`` is deterministic given its seed; the pipeline is not bit-reproducible (fresh
 entropy; Ray Data's batch boundaries are not fixed).
 """
@@ -22,12 +22,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from cl_core.transforms import RECIPES, ClipRecipe, ViewRecipe, build_recipe, colour_stage, make_views, normalize
+from cl_core.transforms import (
+    RECIPES,
+    ClipRecipe,
+    ViewRecipe,
+    build_recipe,
+    colour_stage,
+    make_views,
+    normalize,
+)
 from cl_core.transforms.batched import cpu_chunk_rows
 from pipelines.decode import CorpusReport, block_rows, held_out
 from pipelines.malloc import keep_freed_memory
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     import ray.data
 
     from pipelines.config import ExperimentConfig
@@ -39,7 +48,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # to
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's "L" and colour_ops.to_grayscale
 TASKS_PER_SLOT = 4  # augmentation tasks per epoch per concurrent task slot: load balance vs per-task cost
 CALL_INPUT_BYTES = 2**25  # decoded input of one augmentation call (fewer rows for small images)
-MAX_TASK_INPUT_BYTES = CALL_INPUT_BYTES  # of one augmentation task: one call of large images
+MAX_TASK_INPUT_BYTES = 2**28  # of one augmentation task: 8 calls of 32 MB
 
 
 def recipe_from_config(config: "ExperimentConfig") -> ViewRecipe:
@@ -150,11 +159,10 @@ def task_rows(config: "ExperimentConfig") -> int:
     64 to 4096 rows (>= ~100 ms of work per call), aligned with the decoded corpus' blocks.
 
     Aligned: the nearest multiple of the source's ``block_rows`` or, when that is 0, the
-    largest divisor of a block within the 32 MB. A call that straddles two blocks makes Ray
-    Data concatenate them (a copy of the input) and leaves a remainder call: at 224 px, 222-row
-    calls over 128-row blocks ran as tasks of 256 rows (calls of 222 + 34) with ~85 ms per task
-    outside the calls; 256-row calls (two whole blocks) cut that to ~40 ms and made epochs
-    0.91x as long (paired runs, 2048 JPEGs on one slot).
+    largest divisor of a block within the 32 MB (224 px RGB: 256 rows, one block). A call within
+    one block reads it in place; one that straddles blocks is a copy of its input, and an
+    unaligned call size leaves remainder calls: at 224 px, 222-row calls over 128-row blocks ran
+    with ~85 ms per task outside the calls, 256-row calls ~40 ms (epochs 0.91x as long).
     """
     if config.augment.batch_rows is not None:
         return config.augment.batch_rows
@@ -203,24 +211,44 @@ def batch_seed(train_seed: int, key: int, entropy: int) -> int:
 
 
 def _train_rows(
-    batch: dict[str, np.ndarray],
+    table: "pa.Table",
     recipe: ViewRecipe,
     colour_on_device: bool,
     train_seed: int,
     holdout: float,
     call_rows: int,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """The per-epoch map_batches UDF of one task: drop bad and held-out rows, then
-    ``augment_batch`` on ``call_rows`` rows at a time (bounded memory), yielding each call's views."""
+    """The per-epoch map_batches UDF of one task: ``augment_batch`` on ``call_rows`` rows of the
+    task's input at a time (bounded memory), bad and held-out rows dropped, yielding each call's
+    views; once for a task without a good row (an empty, typed block).
+
+    ``table`` is the task's input as Arrow (``batch_format="pyarrow"``): its decoded blocks as
+    chunks, not concatenated. A call within one block reads it in place; Ray Data's NumPy
+    batches would copy a task's blocks into one array first.
+    """
     torch.set_num_threads(1)  # measured: OpenMP threads of concurrent tasks made make_views ~40x slower
     keep_freed_memory()  # views come from the heap, not page-faulted in anew by every call
-    keep = (batch["error"] == "") & ~held_out(batch["key"], holdout)
-    key = int(batch["key"][0]) if len(batch["key"]) else 0
-    entropy = secrets.randbits(64)  # fresh: new views every epoch
-    rows = batch if keep.all() else {"image": batch["image"][keep], "label": batch["label"][keep]}  # no copy
-    for start in range(0, max(1, len(rows["label"])), call_rows):  # once for no rows: an empty, typed block
-        chunk = {name: rows[name][start : start + call_rows] for name in ("image", "label")}
-        yield augment_batch(chunk, recipe, colour_on_device, batch_seed(train_seed, key + start, entropy))
+    entropy, yielded, empty = secrets.randbits(64), False, None  # fresh entropy: new views every epoch
+    for batch in _call_batches(table, call_rows):
+        keep = (batch["error"] == "") & ~held_out(batch["key"], holdout)
+        rows = {name: batch[name] if keep.all() else batch[name][keep] for name in ("image", "label")}
+        if not keep.any():
+            empty = rows
+            continue
+        yield augment_batch(rows, recipe, colour_on_device, batch_seed(train_seed, int(batch["key"][0]), entropy))
+        yielded = True
+    if not yielded:  # a task without a good row: one empty block with the views' columns
+        yield augment_batch(empty, recipe, colour_on_device, seed=0)
+
+
+def _call_batches(table: "pa.Table", call_rows: int) -> Iterator[dict[str, np.ndarray]]:
+    """``table``'s rows ``call_rows`` at a time as NumPy columns (at least one, maybe empty
+    batch); views into the table where a call lies within one of its chunks, else a copy."""
+    from ray.data.block import BlockAccessor  # Ray Data's tensor columns to NumPy
+
+    table = table.select(["image", "label", "key", "error"])
+    for start in range(0, max(1, table.num_rows), call_rows):
+        yield BlockAccessor.for_block(table.slice(start, call_rows)).to_batch_format("numpy")
 
 
 def augmented_rows(
@@ -228,12 +256,33 @@ def augmented_rows(
 ) -> "ray.data.Dataset":
     """``corpus``'s training rows augmented anew each epoch, ``rows`` images per task (default
     ``corpus_rows_per_task``; ``bench/augment.py`` compares it with one call per task), by
-    ``fn`` (``_train_rows``; the bench wraps it to time the calls)."""
-    kwargs = {"recipe": recipe_from_config(config), "colour_on_device": config.augment.colour_on_device,
-              "train_seed": config.train.seed, "holdout": corpus.holdout,
-              "call_rows": task_rows(config)}  # fmt: skip
+    ``fn`` (``_train_rows``; the bench wraps it to time the calls).
+
+    Each call's views leave the task as a block of their own: the dataset's
+    ``target_max_block_size`` is set to ``call_block_bytes`` (the context is shared with the
+    corpus' other datasets; the value depends only on ``config``).
+    """
+    recipe, call_rows = recipe_from_config(config), task_rows(config)
+    kwargs = {"recipe": recipe, "colour_on_device": config.augment.colour_on_device,
+              "train_seed": config.train.seed, "holdout": corpus.holdout, "call_rows": call_rows}  # fmt: skip
     rows = corpus_rows_per_task(corpus, config) if rows is None else rows
-    return corpus.train.map_batches(fn, fn_kwargs=kwargs, batch_size=rows, **corpus.tasks)
+    train = corpus.train.map_batches(fn, fn_kwargs=kwargs, batch_size=rows, batch_format="pyarrow", **corpus.tasks)
+    train.context.target_max_block_size = call_block_bytes(recipe, config.data.channels, call_rows)
+    return train
+
+
+def call_block_bytes(recipe: ViewRecipe, channels: int, call_rows: int) -> int:
+    """Ray Data's ``target_max_block_size`` for the augmentation: 4/5 of one call's views.
+
+    Ray Data buffers a task's output until it exceeds the target, then concatenates the buffered
+    batches into one block (a copy) and slices blocks of 1.5x the target or more. Below one
+    call's views and above 2/3 of them, every call (also one with up to a fifth of its rows
+    dropped) is a block of its own: no concatenation, no slicing. Measured (224 px, 2 views, 1-CPU
+    Ray, paired with the plain loop): tasks of four 256-row calls with the default 128 MB target
+    concatenated pairs of calls (154 MB blocks, ~20 ms each).
+    """
+    view_bytes = sum(channels * size * size for size in recipe.sizes)
+    return max(1, call_rows * view_bytes * 4 // 5)
 
 
 def corpus_rows_per_task(corpus: "Corpus", config: "ExperimentConfig") -> int:

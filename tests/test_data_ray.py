@@ -13,6 +13,7 @@ from PIL import Image
 
 from cl_core.datasets import load_fashion_mnist
 from pipelines import corpus as corpus_module
+from pipelines import decode as decode_module
 from pipelines import readers
 from pipelines.config import load_config
 from pipelines.corpus import read_corpus
@@ -103,13 +104,16 @@ def test_build_datasets__too_many_bad_files_raise_naming_examples(ray_local, jpe
     assert all(name in str(error.value) for name in BAD)
 
 
-def test_read_corpus__decoded_blocks_keep_the_readers_blocks(ray_local, jpeg_folder, monkeypatch):
-    """task_rows aligns augmentation calls with the readers' block sizes: decoding must keep them."""
+def test_read_corpus__decoded_blocks_keep_the_readers_blocks_in_one_chunk(ray_local, jpeg_folder, monkeypatch):
+    """task_rows aligns augmentation calls with the readers' block sizes and the calls read the
+    blocks in place: decoding must keep the blocks and make each one contiguous."""
     monkeypatch.setattr(readers, "FILE_ROWS_PER_BLOCK", 8)  # 27 files: raw blocks of 8, 8, 8, 3 rows
-    monkeypatch.setattr(corpus_module, "DECODE_BATCH_ROWS", 4)  # divides the blocks, as 64 divides 128
+    monkeypatch.setitem(decode_module._ROWS_PER_BLOCK, "image_folder", 8)
+    monkeypatch.setattr(corpus_module, "DECODE_BATCH_ROWS", 4)  # Parquet's: not used for folders
     corpus = read_corpus(folder_config(jpeg_folder, max_bad_fraction=0.2))
-    blocks = [len(batch["key"]) for batch in corpus.train.iter_batches(batch_size=None)]
-    assert sorted(blocks) == [3, 8, 8, 8]
+    blocks = list(corpus.train.iter_batches(batch_size=None, batch_format="pyarrow"))
+    assert sorted(block.num_rows for block in blocks) == [3, 8, 8, 8]
+    assert {block.column("image").num_chunks for block in blocks} == {1}
 
 
 def test_build_datasets__fashion_mnist_counts_splits_and_device_views(ray_local):
@@ -119,6 +123,8 @@ def test_build_datasets__fashion_mnist_counts_splits_and_device_views(ray_local)
     assert rows_per_task(config, 600, slots=1) == 128  # one slot: tasks of 4 augmentation calls
     datasets = build_datasets(config)
     assert (datasets.num_train_rows, datasets.report.total, datasets.report.bad) == (600, 600, 0)
+    blocks = [len(b["label"]) for b in datasets.train.iter_batches(batch_size=None)]
+    assert sorted(blocks) == [24] + [32] * 18  # each augmentation call's views are a block of their own
     train = rows(datasets.train)
     assert train["view_0"].shape == (600, 1, 28, 28) and train["view_1"].dtype == np.uint8
     images, labels = load_fashion_mnist("train", limit=600)

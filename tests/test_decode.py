@@ -3,9 +3,11 @@
 import io
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 from PIL import Image
+from ray.data.block import BlockAccessor
 
 from cl_core.transforms import batched, build_recipe, colour_stage, make_views, normalize
 from pipelines.config import ConfigError, load_config
@@ -13,6 +15,7 @@ from pipelines.data import (
     CALL_INPUT_BYTES,
     MAX_TASK_INPUT_BYTES,
     TASKS_PER_SLOT,
+    _call_batches,
     _train_rows,
     augment_batch,
     batch_seed,
@@ -35,6 +38,11 @@ from pipelines.decode import (
 from pipelines.readers import list_image_folder
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
+
+
+def table(batch: dict[str, np.ndarray]):
+    """A batch as the Arrow block Ray Data hands ``batch_format="pyarrow"`` UDFs."""
+    return BlockAccessor.batch_to_block(batch)
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -253,16 +261,30 @@ def test_train_rows__drops_bad_and_held_out_rows_and_yields_one_block_per_call()
     error[3] = "truncated"
     batch = {"image": images, "label": np.arange(11), "key": keys, "error": error, "bad_path": error}
     recipe = build_recipe("simclr", size=16, blur_prob=0.0)
-    chunks = list(_train_rows(batch, recipe, True, train_seed=0, holdout=0.5, call_rows=4))
-    assert [len(c["label"]) for c in chunks] == [4, 4, 1]
+    chunks = list(_train_rows(table(batch), recipe, True, train_seed=0, holdout=0.5, call_rows=4))
+    assert [len(c["label"]) for c in chunks] == [3, 4, 2]  # rows 0-3, 4-7, 8-10 less the dropped
     assert np.concatenate([c["label"] for c in chunks]).tolist() == [0, 1, 2, 4, 5, 6, 7, 8, 9]
     crops = [v.tobytes() for c in chunks for v in c["view_0"]]
     assert len(set(crops)) == 9  # one image: each call draws its own crops (no shared seed across calls)
     assert all(c["view_0"].shape[1:] == (1, 16, 16) and c["view_1"].dtype == np.uint8 for c in chunks)
 
     error[:] = "unreadable"  # a task of bad rows only: one empty block with the views' columns
-    (empty,) = _train_rows(batch, recipe, True, train_seed=0, holdout=0.0, call_rows=4)
+    (empty,) = _train_rows(table(batch), recipe, True, train_seed=0, holdout=0.0, call_rows=4)
     assert empty["view_0"].shape == (0, 1, 16, 16) and empty["label"].dtype == np.int64
+
+
+def test_call_batches__views_of_one_block_copies_across_blocks():
+    blocks = [np.random.default_rng(i).integers(0, 256, (n, 3, 4, 4), dtype=np.uint8) for i, n in enumerate((8, 3))]
+    columns = [{"image": b, "label": np.arange(len(b)), "key": np.arange(len(b)), "error": np.array([""] * len(b))}
+               for b in blocks]  # fmt: skip
+    task = pa.concat_tables([table(c) for c in columns])  # a task's input: its blocks as chunks
+    calls = list(_call_batches(task, 4))
+    assert [len(c["label"]) for c in calls] == [4, 4, 3]
+    assert np.shares_memory(calls[0]["image"], blocks[0]) and np.shares_memory(calls[1]["image"], blocks[0])
+    assert not np.shares_memory(calls[2]["image"], blocks[0])  # rows 8-10: the last of block 0 + block 1
+    assert np.array_equal(np.concatenate([c["image"] for c in calls]), np.concatenate(blocks))
+    (empty,) = _call_batches(task.slice(0, 0), 4)
+    assert empty["image"].shape == (0, 3, 4, 4)
 
 
 @pytest.mark.parametrize(

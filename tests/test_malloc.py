@@ -20,12 +20,13 @@ import json, resource
 import numpy as np
 from cl_core.transforms import build_recipe
 from pipelines.data import _train_rows, augment_batch
+from ray.data.block import BlockAccessor
 
 recipe = build_recipe("simclr", size=224)
 images = np.random.default_rng(0).integers(0, 256, (256, 3, 224, 224), dtype=np.uint8)
 labels = np.zeros(256, np.int64)
 rows = {"image": images[:2], "label": labels[:2], "key": np.arange(2), "error": np.array(["", ""])}
-assert len(list(_train_rows(rows, recipe, True, 0, 0.0, 2))) == 1
+assert len(list(_train_rows(BlockAccessor.batch_to_block(rows), recipe, True, 0, 0.0, 2))) == 1
 faults = []
 for seed in range(6):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
