@@ -297,12 +297,14 @@ def test_rows_per_task__whole_calls_and_about_tasks_per_slot(num_rows, slots, ca
         assert TASKS_PER_SLOT <= num_rows / (4096 * calls * slots) < 2 * TASKS_PER_SLOT
 
 
-@pytest.mark.parametrize(("size", "channels"), [(28, 1), (224, 3)])
-def test_rows_per_task__a_large_corpus_caps_the_task_input(size, channels):
-    config = load_config(values={"data": {"image_size": size, "channels": channels}})
+@pytest.mark.parametrize(("source", "size", "channels"), [("fashion_mnist", 28, 1), ("image_folder", 224, 3)])
+def test_rows_per_task__a_large_corpus_caps_the_task_input(source, size, channels, tmp_path):
+    data = {"source": source, "image_size": size, "channels": channels}
+    config = load_config(values={"data": data | ({"path": str(tmp_path)} if source == "image_folder" else {})})
     call, image_bytes = task_rows(config), channels * size * size
     rows = rows_per_task(config, 10**8, 1)
-    assert rows % call == 0 and (rows + call) * image_bytes > MAX_TASK_INPUT_BYTES
+    assert call == block_rows(source)  # one call per decoded block (4096 rows at 28 px, 256 at 224)
+    assert rows % call == 0 and (rows + call) * image_bytes > MAX_TASK_INPUT_BYTES  # 83 and 6 calls
     assert rows * image_bytes <= MAX_TASK_INPUT_BYTES or rows == call  # a call is never split
 
 
