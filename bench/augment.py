@@ -12,16 +12,17 @@ as the official pipelines) vs ``pipelines.data.augment_batch`` with the colour s
 Part 2, the Ray overhead: an epoch of the pipeline's training rows (``augmented_rows``, as in
 ``build_datasets``; default config) on a 1-CPU local Ray, so one task at a time, vs
 ``augment_batch`` called in a loop over the same decoded images with the same rows per call, in
-this process; colour on device (the default), and at 224 px also the full recipe on the CPU (a
-quarter of the images: it is ~15x slower per image). Then where a Ray epoch goes: the same
+this process; colour on device (the default), and at 224 px also the full recipe on the CPU (an
+eighth of the images: it is ~15x slower per image). Then where a Ray epoch goes: the same
 pipeline with each augmentation call timed inside its task; the share of the epoch outside the calls and the time per task outside them
 (Ray's own cost, whatever the speed of the calls in the worker vs this process).
 
 Everything runs under the pipeline's augmentation workers' malloc policy
 (``pipelines.malloc.keep_freed_memory``), so this process' calls and the workers' allocate alike.
 
-Part 3, task sizing: Ray epochs of Fashion-MNIST with ``rows_per_task`` (several calls per task)
-vs one call per task, in pairs, on the same Ray instance; the median of the pairs' time ratios.
+Part 3, task sizing: Ray epochs of the 224 px folder and of Fashion-MNIST with ``rows_per_task``
+(several calls per task) vs one call per task, in pairs, on the same Ray instance; the median of
+the pairs' time ratios.
 """
 
 import argparse
@@ -183,7 +184,7 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, rounds: 
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     common = {"eval": {"train_size": 64, "test_size": 64}}  # default augment: 0.25-CPU tasks, 1 at a time
     jpegs = {"source": "image_folder", "path": str(folder), "image_size": 224, "channels": 3, "folder_labels": False}
-    full_rows = len(jpeg_images) // 4  # the full recipe is ~15x slower per image: fewer images, similar time
+    full_rows = len(jpeg_images) // 8  # the full recipe is ~15x slower per image: fewer images
     cases = {
         "224 px JPEG folder": {"data": jpegs},
         "28 px Fashion-MNIST": {"data": {"limit": fmnist_limit}},  # 60,000: one real epoch
@@ -214,16 +215,16 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, rounds: 
         share, per_task, tasks = outside_calls(augmented_rows(corpus, config, fn=timed_calls), rounds)
         print(f"{name:<24}{corpus_rows_per_task(corpus, config):>10}{tasks:>7}{share:>15.1%}"
               f"{per_task:>8.0f}ms")  # fmt: skip
-    fmnist = "28 px Fashion-MNIST"
-    task_sizing(corpora[fmnist], load_config(values=cases[fmnist] | common), rounds + 1)
+    for name in ("224 px JPEG folder", "28 px Fashion-MNIST"):
+        task_sizing(name, corpora[name], load_config(values=cases[name] | common), rounds + 1)
     ray.shutdown()
 
 
-def task_sizing(corpus, config, pairs: int) -> None:
+def task_sizing(name: str, corpus, config, pairs: int) -> None:
     """Part 3: Ray epoch time with ``rows_per_task`` vs one call per task, ``pairs`` pairs (the
     order alternates), after a warm-up of each."""
     call, rows = task_rows(config), corpus_rows_per_task(corpus, config)
-    head = f"\nTask sizing, {corpus.report.total} Fashion-MNIST images on one slot:"
+    head = f"\nTask sizing, {name} ({corpus.report.total} images) on one slot:"
     if rows == call:
         print(f"{head} one call per task ({call} rows) either way, nothing to compare")
         return
@@ -242,7 +243,7 @@ def task_sizing(corpus, config, pairs: int) -> None:
 def main(quick: bool) -> None:
     torch.set_num_threads(1)  # per-core figures; Ray Data tasks pin themselves to 1 thread too
     keep_freed_memory()  # the malloc policy of the pipeline's augmentation workers, for both sides
-    n224, n_small, n_ray, n_fmnist, rounds = (8, 64, 64, 2048, 1) if quick else (96, 2048, 2048, 60000, 3)
+    n224, n_small, n_ray, n_fmnist, rounds = (8, 64, 64, 2048, 1) if quick else (96, 2048, 4096, 60000, 3)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = write_jpegs(natural_images(n_ray, 224), folder)

@@ -182,18 +182,17 @@ def _image_bytes(config: "ExperimentConfig") -> int:
 def rows_per_task(config: "ExperimentConfig", num_rows: int, slots: int) -> int:
     """Images per augmentation task (one ``map_batches`` batch): a whole number of calls of
     ``task_rows``, about ``TASKS_PER_SLOT`` tasks per epoch for each of the ``slots`` concurrent
-    tasks, at most ``MAX_TASK_INPUT_BYTES`` of input, at least one call.
+    tasks, at most ``MAX_TASK_INPUT_BYTES`` of input (8 calls of 32 MB; 6 of 256 rows at 224
+    px), at least one call.
 
-    One slot runs its tasks back to back with ~20 ms between one's end and the next one's start
-    (6 ms of Ray core, the rest Ray Data's scheduling; measured on 2 cores): 7% of a 4096-row,
-    28 px call (~0.3 s). Fewer, larger tasks make that small on corpora of small images (60,000
-    Fashion-MNIST images on one slot: 5 tasks of 3 calls instead of 15, epochs 0.93-0.94x as
-    long in paired runs of ``bench/augment.py``). Large images stay at one call per task (32 MB
-    of input): at 224 px, tasks of 2 or 3 whole-block calls were no faster (0.93x, 1.0x vs
-    0.91x for one call) and make 154-231 MB blocks. A task below one decoded block divides it.
-    The cost: a task's calls leave it as one block, so an epoch's first batch waits for a whole
-    task. Corpora under ``TASKS_PER_SLOT`` calls per slot (the default job's 10,000 images) keep
-    one call per task.
+    One slot runs its tasks back to back with ~20-30 ms between one's end and the next one's
+    start (Ray core and Ray Data's scheduling; measured on 2 cores), so fewer, larger tasks pay
+    on every corpus: 60,000 Fashion-MNIST images on one slot, 5 tasks of 3 calls instead of 15,
+    epochs 0.92-0.97x as long; 224 px, see ``bench/README.md``. A task's calls read its blocks
+    in place and leave it as blocks of their own (``_train_rows``, ``call_block_bytes``), so a
+    task's size costs neither copies nor first-batch latency; the cap bounds the work a failed
+    task redoes. A task below one decoded block divides it. Corpora under ``TASKS_PER_SLOT``
+    calls per slot (the default job's 10,000 images) keep one call per task.
     """
     call = task_rows(config)
     most = max(1, MAX_TASK_INPUT_BYTES // (_image_bytes(config) * call))
