@@ -145,7 +145,8 @@ def timed_calls(table, **kwargs) -> Iterator[dict[str, np.ndarray]]:
     start = task = time.time()
     for out in _train_rows(table, **kwargs):
         n = len(out["label"])
-        yield out | {"call_start": np.full(n, start), "call_end": np.full(n, time.time()), "task": np.full(n, task)}
+        yield out | {"call_start": np.full(n, start), "call_end": np.full(n, time.time()),
+                     "task": np.full(n, task)}  # fmt: skip
         start = time.time()
 
 

@@ -22,15 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from cl_core.transforms import (
-    RECIPES,
-    ClipRecipe,
-    ViewRecipe,
-    build_recipe,
-    colour_stage,
-    make_views,
-    normalize,
-)
+from cl_core.transforms import RECIPES, ClipRecipe, ViewRecipe, build_recipe, colour_stage, make_views, normalize
 from cl_core.transforms.batched import cpu_chunk_rows
 from pipelines.decode import CorpusReport, block_rows, held_out
 from pipelines.malloc import keep_freed_memory
@@ -234,7 +226,8 @@ def _train_rows(
         if not keep.any():
             empty = rows
             continue
-        yield augment_batch(rows, recipe, colour_on_device, batch_seed(train_seed, int(batch["key"][0]), entropy))
+        seed = batch_seed(train_seed, int(batch["key"][0]), entropy)
+        yield augment_batch(rows, recipe, colour_on_device, seed)
         yielded = True
     if not yielded:  # a task without a good row: one empty block with the views' columns
         yield augment_batch(empty, recipe, colour_on_device, seed=0)
@@ -265,7 +258,8 @@ def augmented_rows(
     kwargs = {"recipe": recipe, "colour_on_device": config.augment.colour_on_device,
               "train_seed": config.train.seed, "holdout": corpus.holdout, "call_rows": call_rows}  # fmt: skip
     rows = corpus_rows_per_task(corpus, config) if rows is None else rows
-    train = corpus.train.map_batches(fn, fn_kwargs=kwargs, batch_size=rows, batch_format="pyarrow", **corpus.tasks)
+    train = corpus.train.map_batches(fn, fn_kwargs=kwargs, batch_size=rows, batch_format="pyarrow",
+                                     **corpus.tasks)  # fmt: skip
     train.context.target_max_block_size = call_block_bytes(recipe, config.data.channels, call_rows)
     return train
 

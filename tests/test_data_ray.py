@@ -104,7 +104,8 @@ def test_build_datasets__too_many_bad_files_raise_naming_examples(ray_local, jpe
     assert all(name in str(error.value) for name in BAD)
 
 
-def test_read_corpus__decoded_blocks_keep_the_readers_blocks_in_one_chunk(ray_local, jpeg_folder, monkeypatch):
+def test_read_corpus__decoded_blocks_keep_the_readers_blocks_in_one_chunk(ray_local, jpeg_folder,
+                                                                          monkeypatch):
     """task_rows aligns augmentation calls with the readers' block sizes and the calls read the
     blocks in place: decoding must keep the blocks and make each one contiguous."""
     monkeypatch.setattr(readers, "FILE_ROWS_PER_BLOCK", 8)  # 27 files: raw blocks of 8, 8, 8, 3 rows

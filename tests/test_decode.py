@@ -274,9 +274,12 @@ def test_train_rows__drops_bad_and_held_out_rows_and_yields_one_block_per_call()
 
 
 def test_call_batches__views_of_one_block_copies_across_blocks():
-    blocks = [np.random.default_rng(i).integers(0, 256, (n, 3, 4, 4), dtype=np.uint8) for i, n in enumerate((8, 3))]
-    columns = [{"image": b, "label": np.arange(len(b)), "key": np.arange(len(b)), "error": np.array([""] * len(b))}
-               for b in blocks]  # fmt: skip
+    rng = np.random.default_rng(0)
+    blocks = [rng.integers(0, 256, (n, 3, 4, 4), dtype=np.uint8) for n in (8, 3)]
+    columns = [
+        {"image": b, "label": np.arange(len(b)), "key": np.arange(len(b)), "error": np.full(len(b), "")}
+        for b in blocks
+    ]
     task = pa.concat_tables([table(c) for c in columns])  # a task's input: its blocks as chunks
     calls = list(_call_batches(task, 4))
     assert [len(c["label"]) for c in calls] == [4, 4, 3]
@@ -300,7 +303,8 @@ def test_rows_per_task__whole_calls_and_about_tasks_per_slot(num_rows, slots, ca
 @pytest.mark.parametrize(("source", "size", "channels"), [("fashion_mnist", 28, 1), ("image_folder", 224, 3)])
 def test_rows_per_task__a_large_corpus_caps_the_task_input(source, size, channels, tmp_path):
     data = {"source": source, "image_size": size, "channels": channels}
-    config = load_config(values={"data": data | ({"path": str(tmp_path)} if source == "image_folder" else {})})
+    data |= {"path": str(tmp_path)} if source == "image_folder" else {}
+    config = load_config(values={"data": data})
     call, image_bytes = task_rows(config), channels * size * size
     rows = rows_per_task(config, 10**8, 1)
     assert call == block_rows(source)  # one call per decoded block (4096 rows at 28 px, 256 at 224)
