@@ -16,7 +16,7 @@ import ray.data
 from ray.data.extensions import ArrowTensorArray
 
 from cl_core.datasets import FASHION_MNIST_DIR, load_fashion_mnist
-from pipelines.decode import ARRAY_ROWS_PER_BLOCK, FILE_ROWS_PER_BLOCK, fingerprint
+from pipelines.decode import block_rows, fingerprint
 
 if TYPE_CHECKING:
     from pipelines.config import DataConfig
@@ -82,7 +82,7 @@ def image_folder(data: "DataConfig") -> ray.data.Dataset:
     paths, labels = listing.paths[: data.limit], listing.labels[: data.limit]
     root = Path(data.path).resolve()
     keys = np.array([fingerprint(str(Path(p).relative_to(root))) for p in paths], dtype=np.int64)
-    return _from_columns({"path": paths, "key": keys, "label": labels}, FILE_ROWS_PER_BLOCK)
+    return _from_columns({"path": paths, "key": keys, "label": labels}, block_rows("image_folder"))
 
 
 def parquet(data: "DataConfig", num_cpus: float, role: str | None = None) -> ray.data.Dataset:
@@ -113,7 +113,7 @@ def arrays(pixels: np.ndarray, labels: np.ndarray) -> ray.data.Dataset:
     """Raw rows ``pixels`` (h, w[, c]) uint8, ``key`` (the row index) and ``label`` from arrays."""
     keys = np.arange(len(pixels), dtype=np.int64)
     columns = {"pixels": ArrowTensorArray.from_numpy(pixels), "key": keys, "label": labels}
-    return _from_columns(columns, ARRAY_ROWS_PER_BLOCK)
+    return _from_columns(columns, block_rows("fashion_mnist"))
 
 
 def fashion_mnist(data: "DataConfig", test_size: int) -> tuple[ray.data.Dataset, ray.data.Dataset]:

@@ -14,7 +14,6 @@ from PIL import Image
 from cl_core.datasets import load_fashion_mnist
 from pipelines import corpus as corpus_module
 from pipelines import decode as decode_module
-from pipelines import readers
 from pipelines.config import load_config
 from pipelines.corpus import read_corpus
 from pipelines.data import build_datasets, device_views, normalization, recipe_from_config, rows_per_task
@@ -108,8 +107,7 @@ def test_read_corpus__decoded_blocks_keep_the_readers_blocks_in_one_chunk(ray_lo
                                                                           monkeypatch):
     """task_rows aligns augmentation calls with the readers' block sizes and the calls read the
     blocks in place: decoding must keep the blocks and make each one contiguous."""
-    monkeypatch.setattr(readers, "FILE_ROWS_PER_BLOCK", 8)  # 27 files: raw blocks of 8, 8, 8, 3 rows
-    monkeypatch.setitem(decode_module._ROWS_PER_BLOCK, "image_folder", 8)
+    monkeypatch.setitem(decode_module._ROWS_PER_BLOCK, "image_folder", 8)  # 27 files: blocks of 8, 8, 8, 3
     monkeypatch.setattr(corpus_module, "DECODE_BATCH_ROWS", 4)  # Parquet's: not used for folders
     corpus = read_corpus(folder_config(jpeg_folder, max_bad_fraction=0.2))
     blocks = list(corpus.train.iter_batches(batch_size=None, batch_format="pyarrow"))
