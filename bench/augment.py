@@ -14,7 +14,8 @@ Part 2, the Ray overhead: an epoch of the pipeline's training rows (``augmented_
 ``augment_batch`` called in a loop over the same decoded images with the same rows per call, in
 this process; colour on device (the default), and at 224 px also the full recipe on the CPU (an
 eighth of the images: it is ~15x slower per image). Then where a Ray epoch goes: the same
-pipeline with each augmentation call timed inside its task; the share of the epoch outside the calls and the time per task outside them
+pipeline with each augmentation call timed inside its task; the share of the epoch outside the
+calls and the time per task outside them
 (Ray's own cost, whatever the speed of the calls in the worker vs this process).
 
 Everything runs under the pipeline's augmentation workers' malloc policy
@@ -29,7 +30,6 @@ import argparse
 import logging
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -40,22 +40,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from cl_core.datasets import load_fashion_mnist  # noqa: E402
-from cl_core.transforms import ViewRecipe, build_recipe, reference_views  # noqa: E402
-from pipelines.config import load_config  # noqa: E402
-from pipelines.corpus import read_corpus  # noqa: E402
-from pipelines.data import (  # noqa: E402
-    _train_rows,
-    augment_batch,
-    augmented_rows,
-    corpus_rows_per_task,
-    recipe_from_config,
-    task_rows,
-)
-from pipelines.decode import decode_image  # noqa: E402
-from pipelines.malloc import keep_freed_memory  # noqa: E402
+from cl_core.datasets import load_fashion_mnist
+from cl_core.datasets.decode import decode_image
+from cl_core.transforms import ViewRecipe, build_recipe, reference_views
+from cl_core.transforms.stages import augment_batch
+from pipelines.config import load_config, recipe_from_config
+from pipelines.data.corpus import read_corpus
+from pipelines.data.images import _train_rows, augmented_rows, corpus_rows_per_task, task_rows
+from pipelines.data.malloc import keep_freed_memory
 
 
 def natural_images(n: int, size: int, channels: int = 3, seed: int = 0) -> np.ndarray:
@@ -95,19 +87,26 @@ def recipe_table(sets: dict[str, tuple[np.ndarray, ViewRecipe]], rounds: int) ->
     """Part 1: per-sample PIL vs our full and geometric-only paths, per data set. The three run in
     turn ``rounds`` times after a warm-up (this machine's speed drifts); medians over rounds."""
     print("\nSimCLR two views, images/s per core (1 thread); ratio = ours / per-sample torchvision+PIL")
-    print(f"{'data':<24}{'n':>6}{'PIL':>9}{'ours full':>11}{'ratio':>7}{'ours, colour on device':>24}"
-          f"{'ratio':>7}")  # fmt: skip
+    print(
+        f"{'data':<24}{'n':>6}{'PIL':>9}{'ours full':>11}{'ratio':>7}{'ours, colour on device':>24}"
+        f"{'ratio':>7}"
+    )
     for name, (images, recipe) in sets.items():
         hwc = np.ascontiguousarray(images.transpose(0, 2, 3, 1))  # reference_views takes (b, h, w, c)
-        paths = [lambda: reference_views(hwc, recipe, seed=0), lambda: plain_loop(images, recipe, False, 64),
-                 lambda: plain_loop(images, recipe, True, 64)]  # fmt: skip
+        paths = [
+            lambda: reference_views(hwc, recipe, seed=0),
+            lambda: plain_loop(images, recipe, False, 64),
+            lambda: plain_loop(images, recipe, True, 64),
+        ]
         for path in paths:
             path()
         times = [[seconds(path) for path in paths] for _ in range(rounds)]  # (rounds, 3)
         pil, full, geometric = (len(images) / statistics.median(column) for column in zip(*times))
         full_ratio, geometric_ratio = (statistics.median(t[0] / t[i] for t in times) for i in (1, 2))
-        print(f"{name:<24}{len(images):>6}{pil:>9.0f}{full:>11.0f}{full_ratio:>6.1f}x{geometric:>24.0f}"
-              f"{geometric_ratio:>6.1f}x")  # fmt: skip
+        print(
+            f"{name:<24}{len(images):>6}{pil:>9.0f}{full:>11.0f}{full_ratio:>6.1f}x{geometric:>24.0f}"
+            f"{geometric_ratio:>6.1f}x"
+        )
 
 
 def timed_pass(dataset) -> tuple[int, float, float]:
@@ -145,8 +144,11 @@ def timed_calls(table, **kwargs) -> Iterator[dict[str, np.ndarray]]:
     start = task = time.time()
     for out in _train_rows(table, **kwargs):
         n = len(out["label"])
-        yield out | {"call_start": np.full(n, start), "call_end": np.full(n, time.time()),
-                     "task": np.full(n, task)}  # fmt: skip
+        yield out | {
+            "call_start": np.full(n, start),
+            "call_end": np.full(n, time.time()),
+            "task": np.full(n, task),
+        }
         start = time.time()
 
 
@@ -178,18 +180,28 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, rounds: 
     # Ray nices its workers to 15; on a machine busy with other work that alone slows the tasks
     # against this (nice 0) process. Same priority for both, so the ratio measures Ray.
     os.environ.setdefault("RAY_worker_niceness", "0")
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)  # a new 1-CPU instance even if another cluster runs here
+    ray.init(
+        address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR
+    )  # a new 1-CPU instance even if another cluster runs here
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     common = {"eval": {"train_size": 64, "test_size": 64}}  # default augment: 0.25-CPU tasks, 1 at a time
-    jpegs = {"source": "image_folder", "path": str(folder), "image_size": 224, "channels": 3, "folder_labels": False}
+    jpegs = {
+        "source": "image_folder",
+        "path": str(folder),
+        "image_size": 224,
+        "channels": 3,
+        "folder_labels": False,
+    }
     full_rows = len(jpeg_images) // 8  # the full recipe is ~15x slower per image: fewer images
     cases = {
         "224 px JPEG folder": {"data": jpegs},
         "28 px Fashion-MNIST": {"data": {"limit": fmnist_limit}},  # 60,000: one real epoch
-        "224 px, colour on CPU": {"data": jpegs | {"limit": full_rows}, "augment": {"colour_on_device": False}},
+        "224 px, colour on CPU": {
+            "data": jpegs | {"limit": full_rows},
+            "augment": {"colour_on_device": False},
+        },
     }
     print("\nRay Data (1-CPU local Ray) vs augment_batch in a loop, images/s, colour on device unless said")
     print("overhead = 1 - median over rounds of (Ray / plain in the same round); plain, Ray: median images/s")
@@ -202,20 +214,27 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, rounds: 
             images = jpeg_images[: config.data.limit]
         else:
             images = load_fashion_mnist(limit=fmnist_limit)[0][:, None]
-        recipe, rows, on_device = recipe_from_config(config), task_rows(config), config.augment.colour_on_device
+        recipe, rows, on_device = (
+            recipe_from_config(config),
+            task_rows(config),
+            config.augment.colour_on_device,
+        )
         loop = lambda: plain_loop(images, recipe, on_device, rows)  # noqa: E731
         r = interleaved_rates(augmented_rows(corpus, config), loop, rounds)
         assert r["rows"] == len(images)
         rounds_text = " ".join(f"{1 - x:.0%}" for x in r["ratios"])
-        print(f"{name:<24}{len(images):>7}{r['plain']:>9.0f}{r['ray']:>9.0f}{1 - r['ratio']:>10.1%}"
-              f"{r['first']:>13.2f}  {rounds_text}")  # fmt: skip
+        print(
+            f"{name:<24}{len(images):>7}{r['plain']:>9.0f}{r['ray']:>9.0f}{1 - r['ratio']:>10.1%}"
+            f"{r['first']:>13.2f}  {rounds_text}"
+        )
     print(f"\nWhere a Ray epoch goes (calls timed inside the tasks), medians of {rounds} epochs")
     print(f"{'data':<24}{'rows/task':>10}{'tasks':>7}{'outside calls':>15}{'per task':>10}")
     for name, corpus in corpora.items():
         config = load_config(values=cases[name] | common)
         share, per_task, tasks = outside_calls(augmented_rows(corpus, config, fn=timed_calls), rounds)
-        print(f"{name:<24}{corpus_rows_per_task(corpus, config):>10}{tasks:>7}{share:>15.1%}"
-              f"{per_task:>8.0f}ms")  # fmt: skip
+        print(
+            f"{name:<24}{corpus_rows_per_task(corpus, config):>10}{tasks:>7}{share:>15.1%}{per_task:>8.0f}ms"
+        )
     for name in ("224 px JPEG folder", "28 px Fashion-MNIST"):
         task_sizing(name, corpora[name], load_config(values=cases[name] | common), rounds + 1)
     ray.shutdown()
@@ -236,9 +255,11 @@ def task_sizing(name: str, corpus, config, pairs: int) -> None:
         first, second = (single, several) if i % 2 else (several, single)
         times = {id(first): timed_pass(first)[1], id(second): timed_pass(second)[1]}
         ratios.append(times[id(several)] / times[id(single)])
-    print(f"{head} {rows} rows ({rows // call} calls) per task vs {call} (1 call); epoch time ratio,"
-          f" median of {pairs} pairs: "
-          f"{statistics.median(ratios):.3f}  ({' '.join(f'{x:.2f}' for x in ratios)})")  # fmt: skip
+    print(
+        f"{head} {rows} rows ({rows // call} calls) per task vs {call} (1 call); epoch time ratio,"
+        f" median of {pairs} pairs: "
+        f"{statistics.median(ratios):.3f}  ({' '.join(f'{x:.2f}' for x in ratios)})"
+    )
 
 
 def main(quick: bool) -> None:
@@ -250,6 +271,7 @@ def main(quick: bool) -> None:
         paths = write_jpegs(natural_images(n_ray, 224), folder)
         jpeg_images = np.stack([decode_image(p.read_bytes(), 224, 3) for p in paths])  # (n, 3, 224, 224)
         fmnist = load_fashion_mnist(limit=n_small)[0][:, None]  # (n, 1, 28, 28)
+
         def simclr(size: int) -> ViewRecipe:  # the ImageNet recipe at 224 px, CIFAR's (no blur, B.9) below
             return build_recipe("simclr", size=size, blur_prob=0.5 if size >= 96 else 0.0)
 

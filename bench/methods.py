@@ -4,8 +4,9 @@
     .venv/bin/python bench/methods.py --methods simclr byol --epochs 1 --limit 2000 --fractions
 
 Each method runs its ``configs/<method>_fmnist.yaml`` through the real pipeline
-(``pipelines.pretrain.main`` on Ray Train, tracked in MLflow) with the budget overridden to
-``--epochs`` epochs over the first ``--limit`` training images, then ``pipelines.evaluate.main``
+(``pipelines.run.pretrain`` on Ray Train, tracked in MLflow) with the budget overridden to
+``--epochs`` epochs over the first ``--limit`` training images, then
+``pipelines.evaluation.downstream.evaluate``
 scores its final encoder on all 60k train / 10k test images (kNN, linear probe, fine-tuning on
 1% and 10% of the labels) and logs ``final/*`` into its run. The reference rows use the same
 protocols: raw pixels (kNN and linear only) and the tiny CNN at random init. The table is built
@@ -16,42 +17,52 @@ by ``pipelines.compare`` from the newest run of each method in the MLflow experi
 
 import argparse
 import re
-import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from cl_core.evaluation import FineTuneSettings
+from pipelines import run
+from pipelines.config import load_config
+from pipelines.evaluation import downstream
+from pipelines.tracking import compare
 
-from cl_core.evaluation import FineTuneSettings  # noqa: E402
-from pipelines import compare, evaluate, pretrain  # noqa: E402
-from pipelines.config import load_config  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 IMAGE_METHODS = ("simclr", "moco", "supcon", "byol", "simsiam", "swav", "dino", "vicreg", "barlow_twins")
 README_BLOCK = re.compile(r"(<!-- bench:methods -->\n).*?(<!-- /bench:methods -->)", re.S)
 
 
-def pretrain_and_evaluate(method: str, args: argparse.Namespace, uri: str, protocol: evaluate.Protocol) -> None:
-    overrides = [f"train.epochs={args.epochs}", f"data.limit={args.limit}", "eval.train_size=5000",
-                 "eval.test_size=2000", f"tracking.tracking_uri={uri}", f"tracking.experiment={args.experiment}"]  # fmt: skip
+def pretrain_and_evaluate(
+    method: str, args: argparse.Namespace, uri: str, protocol: downstream.Protocol
+) -> None:
+    overrides = [
+        f"train.epochs={args.epochs}",
+        f"data.limit={args.limit}",
+        "eval.train_size=5000",
+        "eval.test_size=2000",
+        f"tracking.tracking_uri={uri}",
+        f"tracking.experiment={args.experiment}",
+    ]
     config = load_config(ROOT / "configs" / f"{method}_fmnist.yaml", overrides)
     run_dir = args.out / "runs" / f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
-    pretrain.main(config, run_dir)
-    evaluate.main(evaluate.resolve_source(str(run_dir), None, [], None), protocol)
+    run.pretrain(config, run_dir)
+    downstream.evaluate(downstream.resolve_source(str(run_dir), None, [], None), protocol)
 
 
-def reference_rows(protocol: evaluate.Protocol) -> list[str]:
+def reference_rows(protocol: downstream.Protocol) -> list[str]:
     """Markdown rows for raw pixels and the random-init tiny CNN under the same protocols."""
     rows = []
-    for reference in evaluate.REFERENCES:
-        source = evaluate.resolve_source(str(ROOT / "configs" / "simclr_fmnist.yaml"), None, [], reference)
-        r = evaluate.main(source, protocol)
+    for reference in downstream.REFERENCES:
+        source = downstream.resolve_source(str(ROOT / "configs" / "simclr_fmnist.yaml"), None, [], reference)
+        r = downstream.evaluate(source, protocol)
         cells = [r.get(k) for k in ("final/knn_top1", "final/linear_top1")] + [
-            r.get(evaluate.metric_name(f)) for f in (0.01, 0.1)
+            r.get(downstream.metric_name(f)) for f in (0.01, 0.1)
         ]
-        rows.append(f"| *{reference}* | – | " + " | ".join("–" if v is None else f"{100 * v:.1f}" for v in cells)
-                    + " | – | – | – | – |")  # fmt: skip
+        rows.append(
+            f"| *{reference}* | – | "
+            + " | ".join("–" if v is None else f"{100 * v:.1f}" for v in cells)
+            + " | – | – | – | – |"
+        )
     return rows
 
 
@@ -59,22 +70,40 @@ def main(args: argparse.Namespace) -> str:
     args.out.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{(args.out / 'mlflow.db').resolve()}"
     finetune = FineTuneSettings(epochs=args.finetune_epochs)
-    protocol = evaluate.Protocol(train_size=None, test_size=10_000, fractions=tuple(args.fractions), finetune=finetune)
+    protocol = downstream.Protocol(
+        train_size=None, test_size=10_000, fractions=tuple(args.fractions), finetune=finetune
+    )
     started = time.monotonic()
     for method in args.methods:
-        print(f"\n=== {method}: {args.epochs} epochs x {args.limit} images ({time.monotonic() - started:.0f} s) ===",
-              flush=True)  # fmt: skip
+        print(
+            f"\n=== {method}: {args.epochs} epochs x {args.limit} images "
+            f"({time.monotonic() - started:.0f} s) ===",
+            flush=True,
+        )
         pretrain_and_evaluate(method, args, uri, protocol)
     references = reference_rows(protocol)
-    report = compare.main(uri, args.experiment, args.out / "report", log_to_mlflow=True, latest=True)
-    table, _, note = compare.markdown_table(report["rows"]).partition("\n\n")  # note: only for runs without final/*
+    report = compare.write_comparison(
+        uri, args.experiment, args.out / "report", log_to_mlflow=True, latest=True
+    )
+    table, _, note = compare.markdown_table(report["rows"]).partition(
+        "\n\n"
+    )  # note: only for runs without final/*
     epochs = f"{args.epochs} epoch" + ("s" if args.epochs != 1 else "")
-    budget = (f"Budget: {epochs} over the first {args.limit} Fashion-MNIST training images per method "
-              f"(its `configs/<method>_fmnist.yaml` otherwise), 1 Train worker, {time.strftime('%Y-%m-%d')}; "
-              f"scored on all 60k train / 10k test images; fine-tuning {finetune.epochs} epochs "
-              f"(>= {finetune.min_steps} steps). `supcon` uses the labels. This invocation: {' '.join(args.methods)} "
-              f"and the reference rows, {time.monotonic() - started:.0f} s.")  # fmt: skip
-    text = "\n".join([table.rstrip("\n"), *references]) + "\n\n" + (note.rstrip("\n") + "\n\n" if note else "") + budget + "\n"
+    budget = (
+        f"Budget: {epochs} over the first {args.limit} Fashion-MNIST training images per method "
+        f"(its `configs/<method>_fmnist.yaml` otherwise), 1 Train worker, {time.strftime('%Y-%m-%d')}; "
+        f"scored on all 60k train / 10k test images; fine-tuning {finetune.epochs} epochs "
+        f"(>= {finetune.min_steps} steps). `supcon` uses the labels. "
+        f"This invocation: {' '.join(args.methods)} "
+        f"and the reference rows, {time.monotonic() - started:.0f} s."
+    )
+    text = (
+        "\n".join([table.rstrip("\n"), *references])
+        + "\n\n"
+        + (note.rstrip("\n") + "\n\n" if note else "")
+        + budget
+        + "\n"
+    )
     (args.out / "methods.md").write_text(text)
     print("\n" + text, flush=True)
     if args.update_readme:
@@ -88,13 +117,23 @@ def main(args: argparse.Namespace) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--methods", nargs="+", default=list(IMAGE_METHODS), choices=IMAGE_METHODS)
-    parser.add_argument("--epochs", type=int, default=1, help="pretraining epochs per method (default: %(default)s)")
+    parser.add_argument(
+        "--epochs", type=int, default=1, help="pretraining epochs per method (default: %(default)s)"
+    )
     parser.add_argument("--limit", type=int, default=60_000, help="pretraining images (default: %(default)s)")
-    parser.add_argument("--fractions", type=float, nargs="*", default=[0.01, 0.1], help="fine-tuning label fractions")
-    parser.add_argument("--finetune-epochs", type=int, default=5,
-                        help=f"(default: %(default)s; pipelines/evaluate.py: {FineTuneSettings.epochs})")
+    parser.add_argument(
+        "--fractions", type=float, nargs="*", default=[0.01, 0.1], help="fine-tuning label fractions"
+    )
+    parser.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=5,
+        help=f"(default: %(default)s; pipelines/evaluate.py: {FineTuneSettings.epochs})",
+    )
     parser.add_argument("--experiment", default="bench-methods")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="(default: %(default)s)")
     parser.add_argument("--update-readme", action="store_true", help="write the table into README.md")

@@ -17,7 +17,6 @@ keyframe every 8 and every 30 frames. Augmentation is excluded (the same for all
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,10 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from cl_core.datasets import sample_videos_dir  # noqa: E402
-from cl_core.video import decode_frames, probe, reencode, sample_clip_pair, write_video  # noqa: E402
+from cl_core.datasets import sample_videos_dir
+from cl_core.video import decode_frames, probe, reencode, sample_clip_pair, write_video
 
 SHORT_SIDE, FRAMES, STRIDE = 128, 8, 2
 
@@ -44,8 +41,12 @@ def _square(pixels: torch.Tensor) -> torch.Tensor:
     """(n, 3, h, w) uint8 -> short side 128 (bilinear, antialiased) -> centre crop."""
     h, w = pixels.shape[-2:]
     scale = SHORT_SIDE / min(h, w)
-    out = F.interpolate(pixels, size=(max(SHORT_SIDE, round(h * scale)), max(SHORT_SIDE, round(w * scale))),
-                        mode="bilinear", antialias=True)  # fmt: skip
+    out = F.interpolate(
+        pixels,
+        size=(max(SHORT_SIDE, round(h * scale)), max(SHORT_SIDE, round(w * scale))),
+        mode="bilinear",
+        antialias=True,
+    )
     top, left = (out.shape[-2] - SHORT_SIDE) // 2, (out.shape[-1] - SHORT_SIDE) // 2
     return out[..., top : top + SHORT_SIDE, left : left + SHORT_SIDE]
 
@@ -71,8 +72,14 @@ def kinetics_like(dst_dir: Path, files: list[Path]) -> list[Path]:
         with av.open(str(path)) as container:
             for frame in container.decode(video=0):
                 pixels = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)[None].float()
-                frames.append(F.interpolate(pixels, size=(128, 224), mode="bilinear", antialias=True)[0]
-                              .permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy())  # fmt: skip
+                frames.append(
+                    F.interpolate(pixels, size=(128, 224), mode="bilinear", antialias=True)[0]
+                    .permute(1, 2, 0)
+                    .round()
+                    .clamp(0, 255)
+                    .to(torch.uint8)
+                    .numpy()
+                )
                 if len(frames) == 300:
                     break
         if len(frames) == 300:
@@ -90,8 +97,11 @@ def bench_file(path: Path, n_pairs: int, rounds: int) -> tuple[float, float, flo
     info = probe(path)
     rng = np.random.default_rng(0)
     pairs = [np.concatenate(sample_clip_pair(info.frames, FRAMES, STRIDE, 1.0, rng)) for _ in range(n_pairs)]
-    paths = (lambda: ours(path, pairs, info.keyframes), lambda: naive(path, pairs, True),
-             lambda: naive(path, pairs, False))  # fmt: skip
+    paths = (
+        lambda: ours(path, pairs, info.keyframes),
+        lambda: naive(path, pairs, True),
+        lambda: naive(path, pairs, False),
+    )
     best = [float("inf")] * 3
     for _ in range(rounds):
         for k, fn in enumerate(paths):
@@ -115,21 +125,30 @@ def main() -> None:
         for src, dst in zip(files, copies):
             reencode(src, dst, short_side=SHORT_SIDE, keyframe_interval=8)
         long = kinetics_like(Path(tmp), files)
-        print("| file | frames | keyframes | ours pairs/s | naive, convert all | ratio | naive, convert needed "
-              "| ratio |")  # fmt: skip
+        print(
+            "| file | frames | keyframes | ours pairs/s | naive, convert all | ratio | naive, convert needed "
+            "| ratio |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         ratios = []
         for path in files + copies + long:
             info = probe(path)
             ours_rate, all_rate, needed_rate = bench_file(path, n_pairs, rounds)
             ratios.append((ours_rate / all_rate, ours_rate / needed_rate))
-            print(f"| {path.name} | {info.frames} | {len(info.keyframes)} | {ours_rate:.1f} | {all_rate:.1f} | "
-                  f"{ours_rate / all_rate:.1f}x | {needed_rate:.1f} | {ours_rate / needed_rate:.1f}x |")  # fmt: skip
+            print(
+                f"| {path.name} | {info.frames} | {len(info.keyframes)} | {ours_rate:.1f} | {all_rate:.1f} | "
+                f"{ours_rate / all_rate:.1f}x | {needed_rate:.1f} | {ours_rate / needed_rate:.1f}x |"
+            )
         n = len(files)
-        for name, part in (("as shipped", ratios[:n]), ("re-encoded", ratios[n : 2 * n]),
-                           ("10 s Kinetics-like", ratios[2 * n :])):  # fmt: skip
+        for name, part in (
+            ("as shipped", ratios[:n]),
+            ("re-encoded", ratios[n : 2 * n]),
+            ("10 s Kinetics-like", ratios[2 * n :]),
+        ):
             geo = np.exp(np.log(np.array(part)).mean(axis=0))
-            print(f"geometric mean ratio, {name}: {geo[0]:.1f}x (convert all), {geo[1]:.1f}x (convert needed)")
+            print(
+                f"geometric mean ratio, {name}: {geo[0]:.1f}x (convert all), {geo[1]:.1f}x (convert needed)"
+            )
 
 
 if __name__ == "__main__":

@@ -95,7 +95,9 @@ def _video_resnet(factory: Callable[..., nn.Module], in_channels: int, small_ima
     stem = model.stem[0]
     if small_images or in_channels != 3:
         stride = (1, 1, 1) if small_images else stem.stride
-        model.stem[0] = nn.Conv3d(in_channels, stem.out_channels, stem.kernel_size, stride, stem.padding, bias=False)
+        model.stem[0] = nn.Conv3d(
+            in_channels, stem.out_channels, stem.kernel_size, stride, stem.padding, bias=False
+        )
     model.output_dim = model.fc.in_features
     model.fc = nn.Identity()
     return model
@@ -107,7 +109,9 @@ _BACKBONES: dict[str, Callable[[int, bool], nn.Module]] = {
     "resnet50": lambda in_channels, small: _resnet(torchvision.models.resnet50, in_channels, small),
     "tiny_cnn3d": lambda in_channels, small: TinyCNN3D(in_channels),
     "r3d_18": lambda in_channels, small: _video_resnet(torchvision.models.video.r3d_18, in_channels, small),
-    "r2plus1d_18": lambda in_channels, small: _video_resnet(torchvision.models.video.r2plus1d_18, in_channels, small),
+    "r2plus1d_18": lambda in_channels, small: _video_resnet(
+        torchvision.models.video.r2plus1d_18, in_channels, small
+    ),
 }
 VIDEO_BACKBONES = frozenset({"tiny_cnn3d", "r3d_18", "r2plus1d_18"})  # input (b, c, t, h, w)
 

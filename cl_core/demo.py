@@ -51,8 +51,14 @@ class DemoResult:
 def demo_recipe(method: str, size: int = 28) -> ViewRecipe:
     """Views for 28 px grey images: multi-crop for SwAV/DINO, SimCLR's recipe otherwise."""
     if method_class(method).multi_crop:
-        return build_recipe("multicrop", global_size=size, local_size=size // 2, num_local=2,
-                            global_scale=(0.3, 1.0), local_scale=(0.1, 0.3))  # fmt: skip
+        return build_recipe(
+            "multicrop",
+            global_size=size,
+            local_size=size // 2,
+            num_local=2,
+            global_scale=(0.3, 1.0),
+            local_scale=(0.1, 0.3),
+        )
     return build_recipe("simclr", size=size, strength=0.5, min_scale=0.2, blur_prob=0.0)
 
 
@@ -74,8 +80,12 @@ def run_demo(
     test_x, test_y = load_fashion_mnist("test", root, limit=eval_test_size)
     images = torch.from_numpy(train_x[:train_size]).unsqueeze(1)  # (n, 1, 28, 28) uint8
     labels = torch.from_numpy(train_y[:train_size])
-    split = LabelledSplit(images[:eval_train_size], labels[:eval_train_size],
-                          torch.from_numpy(test_x).unsqueeze(1), torch.from_numpy(test_y))  # fmt: skip
+    split = LabelledSplit(
+        images[:eval_train_size],
+        labels[:eval_train_size],
+        torch.from_numpy(test_x).unsqueeze(1),
+        torch.from_numpy(test_y),
+    )
     torch.manual_seed(seed)
     model = build_method(method, build_backbone("tiny_cnn", in_channels=1), **DEMO_HPARAMS.get(method, {}))
     baseline = knn_monitor(model.backbone, split, FMNIST_MEAN, FMNIST_STD)
@@ -84,35 +94,60 @@ def run_demo(
 
     def report(m: dict[str, float]) -> None:
         if verbose:
-            print(f"[{method}] epoch {int(m['epoch'])}/{epochs} loss {m['loss']:.4f} "
-                  f"kNN top-1 {m['knn_top1']:.4f} {m['images_per_s']:.0f} img/s", flush=True)  # fmt: skip
+            print(
+                f"[{method}] epoch {int(m['epoch'])}/{epochs} loss {m['loss']:.4f} "
+                f"kNN top-1 {m['knn_top1']:.4f} {m['images_per_s']:.0f} img/s",
+                flush=True,
+            )
 
     started = time.perf_counter()
     optim = dict(DEMO_OPTIM.get(method, {}))
     if base_lr is not None:
         optim["base_lr"] = base_lr
     settings = PretrainSettings(epochs=epochs, batch_size=batch_size, seed=seed, **optim)
-    history = pretrain(model, images, demo_recipe(method), settings, FMNIST_MEAN, FMNIST_STD,
-                       labels=labels, eval_split=split, on_epoch_end=report)  # fmt: skip
+    history = pretrain(
+        model,
+        images,
+        demo_recipe(method),
+        settings,
+        FMNIST_MEAN,
+        FMNIST_STD,
+        labels=labels,
+        eval_split=split,
+        on_epoch_end=report,
+    )
     return DemoResult(baseline, history, time.perf_counter() - started)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--method", default="simclr", choices=available_methods())
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--train-size", type=int, default=10000)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--base-lr", type=float, default=None, help="learning rate at batch 256 (default: per method)")
+    parser.add_argument(
+        "--base-lr", type=float, default=None, help="learning rate at batch 256 (default: per method)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=str(FASHION_MNIST_DIR), help="folder with the IDX files")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    result = run_demo(args.method, args.epochs, args.train_size, batch_size=args.batch_size,
-                      base_lr=args.base_lr, seed=args.seed, root=args.data)  # fmt: skip
+    result = run_demo(
+        args.method,
+        args.epochs,
+        args.train_size,
+        batch_size=args.batch_size,
+        base_lr=args.base_lr,
+        seed=args.seed,
+        root=args.data,
+    )
     final = result.history[-1]["knn_top1"]
-    print(f"[{args.method}] kNN top-1: random init {result.random_init_knn:.4f} -> "
-          f"pretrained {final:.4f} ({result.seconds:.0f} s)")  # fmt: skip
+    print(
+        f"[{args.method}] kNN top-1: random init {result.random_init_knn:.4f} -> "
+        f"pretrained {final:.4f} ({result.seconds:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

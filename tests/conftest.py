@@ -16,8 +16,14 @@ def ray_local():
 
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     os.environ.pop("RAY_ADDRESS", None)  # likewise: the tests own their instance
-    ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False,
-             configure_logging=False)  # fmt: skip
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        log_to_driver=False,
+        configure_logging=False,
+    )
     yield ray
     ray.shutdown()
 
@@ -30,7 +36,7 @@ def smoke_run(ray_local, tmp_path_factory):
     import json
     from pathlib import Path
 
-    from pipelines import pretrain
+    from pipelines import run
     from pipelines.config import load_config
 
     root = tmp_path_factory.mktemp("smoke_run")
@@ -38,6 +44,6 @@ def smoke_run(ray_local, tmp_path_factory):
     smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
     config = load_config(smoke, [f"tracking.tracking_uri={uri}", f"checkpoint.output_dir={root / 'runs'}"])
     run_dir = root / "runs" / "smoke-e2e"
-    metrics = pretrain.main(config, run_dir)
-    run_id = json.loads((run_dir / pretrain.RUN_INFO).read_text())["run_id"]
+    metrics = run.pretrain(config, run_dir)
+    run_id = json.loads((run_dir / run.RUN_INFO).read_text())["run_id"]
     return config, run_dir, uri, run_id, metrics

@@ -31,16 +31,41 @@ class LocalCluster:
     def __init__(self, head_cpus: int = 2, head_resources: dict[str, float] | None = None) -> None:
         self.temp_dir = Path("/tmp") / f"ray-test-{os.getpid()}-{free_port()}"  # short: socket path limit
         self.port, self.dashboard = free_port(), free_port()
-        self.env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", RAY_AUTH_MODE="token")
+        self.env = dict(
+            os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", RAY_AUTH_MODE="token"
+        )
         self.env.pop("RAY_ADDRESS", None)
-        self._start(["--head", f"--port={self.port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard}",
-                     f"--temp-dir={self.temp_dir}"], head_cpus, head_resources)  # fmt: skip
+        self._start(
+            [
+                "--head",
+                f"--port={self.port}",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={self.dashboard}",
+                f"--temp-dir={self.temp_dir}",
+            ],
+            head_cpus,
+            head_resources,
+        )
 
     def _start(self, args: list[str], cpus: int, resources: dict[str, float] | None) -> None:
         extra = [f"--resources={json.dumps(resources)}"] if resources else []
-        subprocess.run([RAY, "start", *args, "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}",
-                        f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats", *extra],
-                       check=True, env=self.env, cwd=ROOT, capture_output=True, timeout=120)  # fmt: skip
+        subprocess.run(
+            [
+                RAY,
+                "start",
+                *args,
+                "--node-ip-address=127.0.0.1",
+                f"--num-cpus={cpus}",
+                f"--dashboard-agent-listen-port={free_port()}",
+                "--disable-usage-stats",
+                *extra,
+            ],
+            check=True,
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            timeout=120,
+        )
 
     def add_node(self, cpus: int, resources: dict[str, float] | None = None) -> None:
         """A worker raylet joining the head, with its own ports and custom resources."""
@@ -48,7 +73,9 @@ class LocalCluster:
 
     def run(self, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
         """A ``ray`` CLI command against this cluster (``job ...``, ``list ...``)."""
-        return subprocess.run([RAY, *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [RAY, *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        )
 
     def submit(
         self, entrypoint: list[str], env_vars: dict[str, str], working_dir: bool = True
@@ -62,8 +89,17 @@ class LocalCluster:
         runtime_env = json.dumps({"env_vars": env_vars})
         upload = ["--working-dir", "."] if working_dir else []
         for _ in range(30):
-            job = self.run("job", "submit", "--address", f"http://127.0.0.1:{self.dashboard}", *upload,
-                           "--runtime-env-json", runtime_env, "--", *entrypoint)  # fmt: skip
+            job = self.run(
+                "job",
+                "submit",
+                "--address",
+                f"http://127.0.0.1:{self.dashboard}",
+                *upload,
+                "--runtime-env-json",
+                runtime_env,
+                "--",
+                *entrypoint,
+            )
             if "No available agent" not in job.stderr:
                 return job
             time.sleep(2)
@@ -71,8 +107,18 @@ class LocalCluster:
 
     def state(self, kind: str) -> list[dict]:
         """``ray list <kind>`` (nodes, tasks, actors, placement-groups) as JSON rows."""
-        listed = self.run("list", kind, "--address", f"127.0.0.1:{self.port}", "--format", "json", "--limit", "10000",
-                          "--detail", timeout=120)  # fmt: skip
+        listed = self.run(
+            "list",
+            kind,
+            "--address",
+            f"127.0.0.1:{self.port}",
+            "--format",
+            "json",
+            "--limit",
+            "10000",
+            "--detail",
+            timeout=120,
+        )
         assert listed.returncode == 0, listed.stderr[-2000:]
         return json.loads(listed.stdout)
 

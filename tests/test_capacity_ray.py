@@ -5,20 +5,32 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import load_config
-from pipelines.session import check_capacity
-from pipelines.validate import ConfigError
+from pipelines.config import ConfigError, load_config
+from pipelines.train.cluster import check_capacity
 
 SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["scaling.num_workers=3", "train.global_batch_size=63"],
-     "scaling.num_workers: 3 Train workers x 1 CPU do not fit (CPU: needs 3, the cluster has 2)"),
-    (["scaling.use_gpu=true"], "scaling.use_gpu: 1 Train workers x 1 CPU + 1 GPU do not fit (GPU: needs 1, the cluster has 0)"),
-    (["placement.train_resource=train"], "placement.train_resource: 1 Train workers x 1 CPU do not fit (train: needs 1"),
-])  # fmt: skip
-def test_check_capacity__a_fixed_cluster_that_cannot_fit_the_workers_is_a_config_error(ray_local, overrides, message):
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ["scaling.num_workers=3", "train.global_batch_size=63"],
+            "scaling.num_workers: 3 Train workers x 1 CPU do not fit (CPU: needs 3, the cluster has 2)",
+        ),
+        (
+            ["scaling.use_gpu=true"],
+            "scaling.use_gpu: 1 Train workers x 1 CPU + 1 GPU do not fit (GPU: needs 1, the cluster has 0)",
+        ),
+        (
+            ["placement.train_resource=train"],
+            "placement.train_resource: 1 Train workers x 1 CPU do not fit (train: needs 1",
+        ),
+    ],
+)
+def test_check_capacity__a_fixed_cluster_that_cannot_fit_the_workers_is_a_config_error(
+    ray_local, overrides, message
+):
     config = load_config(SMOKE, overrides)
     with pytest.raises(ConfigError) as info:
         check_capacity(config, fixed=True)

@@ -10,7 +10,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from pipelines.checkpoints import (
+from pipelines.tracking.mlflow_run import MetricLogger, end_run, reachable_uri, redact, start_run
+from pipelines.train.checkpoints import (
     STATE_FILE,
     CorruptCheckpointError,
     atomic_save,
@@ -18,7 +19,6 @@ from pipelines.checkpoints import (
     load_newest_valid,
     verified_load,
 )
-from pipelines.tracking import MetricLogger, end_run, reachable_uri, redact, start_run
 
 
 class NotATensor:
@@ -123,7 +123,10 @@ def test_metric_logger__keeps_points_while_mlflow_is_down_and_uploads_them_when_
     assert [m.step for m in flaky.get_metric_history(run_id, "train/loss")] == [10]
     spooled = [json.loads(line) for line in (tmp_path / "pending.jsonl").read_text().splitlines()]
     assert [(p["key"], p["step"], p["value"]) for p in spooled] == [
-        ("train/loss", 20, 2.0), ("train/loss", 30, 3.0), ("eval/knn_top1", 30, 0.5)]  # fmt: skip
+        ("train/loss", 20, 2.0),
+        ("train/loss", 30, 3.0),
+        ("eval/knn_top1", 30, 0.5),
+    ]
     assert sum("is unreachable" in r.message and "pending.jsonl" in r.message for r in caplog.records) == 1
     flaky.down = False
     logger.log({"train/loss": 4.0}, 40)
@@ -146,10 +149,14 @@ def test_metric_logger_tag__is_set_or_warned_about_never_raised(tmp_path, caplog
 
     logger.client = Down()
     logger.tag("checkpoint.skipped_corrupt", "checkpoint_2: truncated")  # training goes on
-    assert "could not set tag checkpoint.skipped_corrupt" in caplog.text and "Connection refused" in caplog.text
+    assert (
+        "could not set tag checkpoint.skipped_corrupt" in caplog.text and "Connection refused" in caplog.text
+    )
 
 
-def test_reachable_uri__falls_back_to_a_local_store_when_the_server_does_not_answer(tmp_path, monkeypatch, caplog):
+def test_reachable_uri__falls_back_to_a_local_store_when_the_server_does_not_answer(
+    tmp_path, monkeypatch, caplog
+):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -167,8 +174,8 @@ def test_redact__hides_a_password_in_a_tracking_uri():
 
 
 def test_log_corpus_report__logs_the_counts_and_the_bad_paths_once(tmp_path):
-    from pipelines.decode import CorpusReport
-    from pipelines.pretrain import log_corpus_report
+    from pipelines.data.report import CorpusReport
+    from pipelines.run import log_corpus_report
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_id = start_run(uri, "exp", "run", {}, {})

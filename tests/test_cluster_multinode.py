@@ -10,10 +10,21 @@ def test_roles__data_tasks_and_train_workers_run_on_their_own_nodes(tmp_path):
     with LocalCluster(head_cpus=1) as cluster:
         cluster.add_node(cpus=1, resources={"data": 100})
         cluster.add_node(cpus=1, resources={"train": 100})
-        job = cluster.submit(["python", f"{ROOT}/pipelines/pretrain.py", f"{ROOT}/configs/smoke.yaml", "--set",
-                              "train.epochs=1", "--set", "placement.data_resource=data", "--set",
-                              "placement.train_resource=train"], {"SSL_PIPELINE_HOME": str(tmp_path)},
-                             working_dir=False)  # fmt: skip
+        job = cluster.submit(
+            [
+                "python",
+                f"{ROOT}/pipelines/pretrain.py",
+                f"{ROOT}/configs/smoke.yaml",
+                "--set",
+                "train.epochs=1",
+                "--set",
+                "placement.data_resource=data",
+                "--set",
+                "placement.train_resource=train",
+            ],
+            {"SSL_PIPELINE_HOME": str(tmp_path)},
+            working_dir=False,
+        )
         assert job.returncode == 0 and "succeeded" in job.stdout, job.stdout[-3000:] + job.stderr[-3000:]
         nodes = {n["node_id"]: n["resources_total"] for n in cluster.state("nodes")}
         tasks, actors = cluster.state("tasks"), cluster.state("actors")

@@ -12,19 +12,19 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from pipelines.compare import (
+from pipelines.data.video_index import main
+from pipelines.tracking.compare import (
     FILES,
     Row,
     best_per_method,
-    cli,
     collect,
     html_report,
     knn_curve,
     latest_per_method,
-    main,
     markdown_table,
 )
-from pipelines.tracking import artifact_location
+from pipelines.tracking.mlflow_run import artifact_location
+from pipelines.tune import cli
 
 EXPERIMENT = "ssl-pretrain"
 T0 = 1_700_000_000_000  # ms
@@ -32,18 +32,38 @@ EPOCH_STEPS = (10, 20, 30)
 
 
 def _scaling(workers: int, use_gpu: bool, cpus: float) -> dict[str, str]:
-    return {"scaling.num_workers": str(workers), "scaling.use_gpu": str(use_gpu),
-            "scaling.cpus_per_worker": str(cpus), "train.epochs": "3"}  # fmt: skip
+    return {
+        "scaling.num_workers": str(workers),
+        "scaling.use_gpu": str(use_gpu),
+        "scaling.cpus_per_worker": str(cpus),
+        "train.epochs": "3",
+    }
 
 
-def _run(client: MlflowClient, experiment_id: str, name: str, start: int, wall_s: float, *,
-         method: str = "simclr", status: str = "FINISHED", params: dict[str, str] | None = None,
-         tags: dict[str, str] | None = None,
-         final: dict[str, float] | None = None, knn: Sequence[tuple[int, float]] = (), epochs: bool = True,
-         images_per_s: Sequence[float] = ()) -> str:  # fmt: skip
+def _run(
+    client: MlflowClient,
+    experiment_id: str,
+    name: str,
+    start: int,
+    wall_s: float,
+    *,
+    method: str = "simclr",
+    status: str = "FINISHED",
+    params: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
+    final: dict[str, float] | None = None,
+    knn: Sequence[tuple[int, float]] = (),
+    epochs: bool = True,
+    images_per_s: Sequence[float] = (),
+) -> str:
     """A pretraining-like run; kNN points at (step, value), 60 s of wall time per step unit."""
-    tags = {"method": method, "backbone": "resnet18", "dataset": "fashion_mnist", "config_name": name,
-            **(tags or {})}  # fmt: skip
+    tags = {
+        "method": method,
+        "backbone": "resnet18",
+        "dataset": "fashion_mnist",
+        "config_name": name,
+        **(tags or {}),
+    }
     run_id = client.create_run(experiment_id, start_time=start, tags=tags, run_name=name).info.run_id
     metrics = [Metric(k, v, start + 1000, 0) for k, v in (final or {}).items()]
     metrics += [Metric("eval/knn_top1", v, start + 1000 * step, step) for step, v in knn]
@@ -60,20 +80,64 @@ def _build_store(folder: Path) -> str:
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     client = MlflowClient(uri)
     exp = client.create_experiment(EXPERIMENT, artifact_location(uri, EXPERIMENT))
-    _run(client, exp, "simclr-a", T0, 237, params=_scaling(2, True, 4.0),
-         final={"final/knn_top1": 0.700, "final/linear_top1": 0.750, "final/finetune_1pct_top1": 0.512,
-                "final/finetune_10pct_top1": 0.634},
-         knn=[(10, 0.60), (20, 0.65), (30, 0.69)], images_per_s=[100.0, 200.0, 300.0])  # fmt: skip
-    _run(client, exp, "simclr-b", T0 + 1_000_000, 3723, params=_scaling(1, True, 2.0),
-         final={"final/knn_top1": 0.714, "final/linear_top1": 0.800},
-         images_per_s=[1200.0, 1300.0])  # fmt: skip
-    _run(client, exp, "byol", T0 + 2_000_000, 3600, method="byol", params=_scaling(2, False, 1.5),
-         knn=[(30, 0.58), (10, 0.50), (20, 0.62)], images_per_s=[50.0, 70.0])  # the max (62%) is not the last
+    _run(
+        client,
+        exp,
+        "simclr-a",
+        T0,
+        237,
+        params=_scaling(2, True, 4.0),
+        final={
+            "final/knn_top1": 0.700,
+            "final/linear_top1": 0.750,
+            "final/finetune_1pct_top1": 0.512,
+            "final/finetune_10pct_top1": 0.634,
+        },
+        knn=[(10, 0.60), (20, 0.65), (30, 0.69)],
+        images_per_s=[100.0, 200.0, 300.0],
+    )
+    _run(
+        client,
+        exp,
+        "simclr-b",
+        T0 + 1_000_000,
+        3723,
+        params=_scaling(1, True, 2.0),
+        final={"final/knn_top1": 0.714, "final/linear_top1": 0.800},
+        images_per_s=[1200.0, 1300.0],
+    )
+    _run(
+        client,
+        exp,
+        "byol",
+        T0 + 2_000_000,
+        3600,
+        method="byol",
+        params=_scaling(2, False, 1.5),
+        knn=[(30, 0.58), (10, 0.50), (20, 0.62)],
+        images_per_s=[50.0, 70.0],
+    )  # the max (62%) is not the last
     parent = _run(client, exp, "sweep-lr", T0 + 3_000_000, 900, final={"final/knn_top1": 0.99})
-    _run(client, exp, "sweep-lr-trial-0", T0 + 3_100_000, 300, tags={"mlflow.parentRunId": parent},
-         final={"final/knn_top1": 0.65}, knn=[(5, 0.40), (9, 0.55)], epochs=False)  # fmt: skip
-    _run(client, exp, "sweep-tagged", T0 + 3_200_000, 60, tags={"kind": "sweep"},
-         final={"final/knn_top1": 0.98})  # fmt: skip
+    _run(
+        client,
+        exp,
+        "sweep-lr-trial-0",
+        T0 + 3_100_000,
+        300,
+        tags={"mlflow.parentRunId": parent},
+        final={"final/knn_top1": 0.65},
+        knn=[(5, 0.40), (9, 0.55)],
+        epochs=False,
+    )
+    _run(
+        client,
+        exp,
+        "sweep-tagged",
+        T0 + 3_200_000,
+        60,
+        tags={"kind": "sweep"},
+        final={"final/knn_top1": 0.98},
+    )
     _run(client, exp, "simclr-crashed", T0 + 4_000_000, 30, status="FAILED", final={"final/knn_top1": 0.95})
     broken = client.create_experiment("only-failed", artifact_location(uri, "only-failed"))
     _run(client, broken, "crashed", T0, 10, status="FAILED")
@@ -97,8 +161,13 @@ def test_collect__keeps_finished_runs_and_sweep_trials_only(rows):
 
 def test_collect__include_unfinished_adds_the_failed_run_but_not_the_sweep_parents(store):
     names = {r.run_name: r.status for r in collect(store, EXPERIMENT, include_unfinished=True)}
-    assert names == {"simclr-a": "FINISHED", "simclr-b": "FINISHED", "byol": "FINISHED",
-                     "sweep-lr-trial-0": "FINISHED", "simclr-crashed": "FAILED"}  # fmt: skip
+    assert names == {
+        "simclr-a": "FINISHED",
+        "simclr-b": "FINISHED",
+        "byol": "FINISHED",
+        "sweep-lr-trial-0": "FINISHED",
+        "simclr-crashed": "FAILED",
+    }
 
 
 def test_collect__knn_is_the_final_metric_when_logged(rows):
@@ -154,8 +223,9 @@ def test_latest_per_method__picks_the_newest_finished_run_per_method_sorted_by_k
 
 def test_markdown_table__formats_percentages_durations_costs_and_missing_values(rows):
     lines = markdown_table(best_per_method(list(rows.values()))).splitlines()
-    assert lines[0] == ("| method | run | kNN | linear | 1% FT | 10% FT | images/s | wall time | GPU h "
-                        "| CPU h |")  # fmt: skip
+    assert lines[0] == (
+        "| method | run | kNN | linear | 1% FT | 10% FT | images/s | wall time | GPU h | CPU h |"
+    )
     assert lines[2] == "| simclr | simclr-b | 71.4 | 80.0 | – | – | 1,250 | 1h02m | 1.03 | 2.07 |"
     assert lines[3] == "| byol | byol | 58.0† | – | – | – | 60 | 1h00m | 0.00 | 3.00 |"
     assert lines[5].startswith("† kNN monitor of the last epoch")

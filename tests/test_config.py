@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import ExperimentConfig, config_from_dict, flatten, load_config, to_dict
-from pipelines.validate import ConfigError
+from pipelines.config import ConfigError, ExperimentConfig, config_from_dict, flatten, load_config, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -22,17 +21,32 @@ BAD = [
     ("train.optimizer=adam", "train.optimizer: 'adam' is not allowed; allowed values: lars, sgd, adamw"),
     ("train.precision=fp16", "train.precision: 'fp16' is not allowed; allowed values: fp32, bf16"),
     ("train.warmup_epochs=5", "train.warmup_epochs: must be in [0, train.epochs)"),
-    ("train.on_non_finite=skip", "train.on_non_finite: 'skip' is not allowed; allowed values: stop, rollback"),
+    (
+        "train.on_non_finite=skip",
+        "train.on_non_finite: 'skip' is not allowed; allowed values: stop, rollback",
+    ),
     ("train.rollback_lr_factor=1.5", "train.rollback_lr_factor: must be in (0, 1), got 1.5"),
     ("train.max_rollbacks=-1", "train.max_rollbacks: must be >= 0, got -1"),
     ("train.inject_nan_at_step=-3", "train.inject_nan_at_step: must be >= 0 or null, got -3"),
     ("method.name=simclrr", "method.name: 'simclrr' is not allowed; allowed values: barlow_twins"),
-    ("method.params.temprature=0.1", "method.params.temprature: 'temprature' is not allowed; allowed values: hidden_dim"),
+    (
+        "method.params.temprature=0.1",
+        "method.params.temprature: 'temprature' is not allowed; allowed values: hidden_dim",
+    ),
     ("method.params.temperature=-0.5", "method.params.temperature: must be > 0"),
-    ("backbone.name=vit", "backbone.name: 'vit' is not allowed; allowed values: r2plus1d_18, r3d_18, resnet18"),
-    ("backbone.name=r3d_18", "backbone.name: method 'simclr' trains on images; allowed backbones: resnet18, resnet50, tiny_cnn"),
+    (
+        "backbone.name=vit",
+        "backbone.name: 'vit' is not allowed; allowed values: r2plus1d_18, r3d_18, resnet18",
+    ),
+    (
+        "backbone.name=r3d_18",
+        "backbone.name: method 'simclr' trains on images; allowed backbones: resnet18, resnet50, tiny_cnn",
+    ),
     ("data.source=video_folder", "data.source: method 'simclr' needs an image source, not 'video_folder'"),
-    ("data.source=csv", "data.source: 'csv' is not allowed; allowed values: fashion_mnist, image_folder, parquet"),
+    (
+        "data.source=csv",
+        "data.source: 'csv' is not allowed; allowed values: fashion_mnist, image_folder, parquet",
+    ),
     ("data.channels=2", "data.channels: 2 is not allowed; allowed values: 1, 3"),
     ("data.path=/nonexistent/fmnist", "data.path: /nonexistent/fmnist does not exist"),
     ("data.max_bad_fraction=1.5", "data.max_bad_fraction: must be in [0, 1]"),
@@ -41,13 +55,19 @@ BAD = [
     ("scaling.num_workers=0", "scaling.num_workers: must be >= 1"),
     ("train.global_batch_size=255", None),  # valid with 1 worker
     ("eval.knn_temperature=0", "eval.knn_temperature: must be > 0"),
-    ("tracking.tracking_uri=https://bob:secret@mlflow.example.com", "tracking.tracking_uri: holds credentials"),
+    (
+        "tracking.tracking_uri=https://bob:secret@mlflow.example.com",
+        "tracking.tracking_uri: holds credentials",
+    ),
     ("tracking.tracking_uri=sqlite:////tmp/a@b/mlflow.db", None),  # an @ in a path is not a credential
 ]
 
 
 VIDEO_BAD = [
-    ("backbone.name=resnet18", "backbone.name: method 'cvrl' trains on clips; allowed backbones: r2plus1d_18, r3d_18, tiny_cnn3d"),
+    (
+        "backbone.name=resnet18",
+        "backbone.name: method 'cvrl' trains on clips; allowed backbones: r2plus1d_18, r3d_18, tiny_cnn3d",
+    ),
     ("data.source=fashion_mnist", "data.source: method 'cvrl' needs data.source 'video_folder'"),
     ("data.path=/nonexistent/videos", "data.path: /nonexistent/videos does not exist"),
     ("video.frames=0", "video.frames: must be >= 1, got 0"),
@@ -82,12 +102,17 @@ def test_bad_config__fails_naming_the_key_and_allowed_values(override, message):
 
 
 def test_moco_queue__must_be_a_multiple_of_the_global_batch():
-    with pytest.raises(ConfigError, match="method.params.queue_size: must be a positive multiple of train.global_batch_size \\(256\\)"):
+    with pytest.raises(
+        ConfigError,
+        match="method.params.queue_size: must be a positive multiple of train.global_batch_size \\(256\\)",
+    ):
         load_config(ROOT / "configs" / "moco_fmnist.yaml", ["method.params.queue_size=1000"])
 
 
 def test_batch__must_split_evenly_over_workers():
-    with pytest.raises(ConfigError, match="train.global_batch_size: must be a multiple of scaling.num_workers \\(3\\)"):
+    with pytest.raises(
+        ConfigError, match="train.global_batch_size: must be a multiple of scaling.num_workers \\(3\\)"
+    ):
         load_config(ROOT / "configs" / "smoke.yaml", ["scaling.num_workers=3"])
 
 
@@ -97,7 +122,9 @@ def test_multicrop_recipe__needs_a_multicrop_method():
 
 
 def test_override__parses_yaml_values_and_nested_paths():
-    config = load_config(ROOT / "configs" / "smoke.yaml", ["train.base_lr=0.5", "method.params.temperature=0.3"])
+    config = load_config(
+        ROOT / "configs" / "smoke.yaml", ["train.base_lr=0.5", "method.params.temperature=0.3"]
+    )
     assert config.train.base_lr == 0.5 and config.method.params["temperature"] == 0.3
 
 
@@ -114,24 +141,34 @@ def test_flatten__gives_dotted_paths():
 
 
 def test_config_whose_model_cannot_build__fails_before_any_ray_work(monkeypatch):
-    from pipelines import pretrain
-    from pipelines.launch import check_model_builds
+    from pipelines import run
+    from pipelines.train.trainer import check_model_builds
 
-    check_model_builds(load_config(ROOT / "configs" / "smoke.yaml"))  # a good config builds on the meta device
-    bad = load_config(ROOT / "configs" / "smoke.yaml", ["method.params.hidden_dim=-1"])  # valid type, no model
+    check_model_builds(
+        load_config(ROOT / "configs" / "smoke.yaml")
+    )  # a good config builds on the meta device
+    bad = load_config(
+        ROOT / "configs" / "smoke.yaml", ["method.params.hidden_dim=-1"]
+    )  # valid type, no model
 
     def no_cluster():
         raise AssertionError("connected to Ray before the model was checked")
 
-    monkeypatch.setattr(pretrain, "connect", no_cluster)
-    with pytest.raises(ConfigError, match=r"method / backbone: simclr on tiny_cnn does not build.*negative dimension"):
-        pretrain.main(bad, Path("/nonexistent/run"))
+    monkeypatch.setattr(run, "connect", no_cluster)
+    with pytest.raises(
+        ConfigError, match=r"method / backbone: simclr on tiny_cnn does not build.*negative dimension"
+    ):
+        run.pretrain(bad, Path("/nonexistent/run"))
 
 
 def test_exponent_without_a_dot__reads_as_a_number_in_files_and_overrides(tmp_path):
     path = tmp_path / "lr.yaml"
     path.write_text((ROOT / "configs" / "smoke.yaml").read_text().replace("base_lr: 0.06", "base_lr: 6e-2"))
     assert load_config(path).train.base_lr == 0.06  # PyYAML alone reads "6e-2" as a string
-    config = load_config(ROOT / "configs" / "smoke.yaml", ["train.base_lr=3E-4", "method.params.temperature=1e-1"])
+    config = load_config(
+        ROOT / "configs" / "smoke.yaml", ["train.base_lr=3E-4", "method.params.temperature=1e-1"]
+    )
     assert (config.train.base_lr, config.method.params["temperature"]) == (3e-4, 0.1)
-    assert load_config(ROOT / "configs" / "smoke.yaml", ["name=1e5x"]).name == "1e5x"  # not a number: a string
+    assert (
+        load_config(ROOT / "configs" / "smoke.yaml", ["name=1e5x"]).name == "1e5x"
+    )  # not a number: a string

@@ -11,9 +11,9 @@ import torch
 from cl_core.datasets import load_fashion_mnist
 from cl_core.optim import build_optimizer
 from cl_core.training import StepSchedules, train_steps
-from pipelines.config import load_config
-from pipelines.data import augment_batch, recipe_from_config
-from pipelines.worker import batch_preparer, build_model
+from cl_core.transforms.stages import augment_batch
+from pipelines.config import load_config, recipe_from_config
+from pipelines.train.worker import batch_preparer, build_model
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -22,7 +22,9 @@ def image_batch(config) -> dict[str, torch.Tensor]:
     """32 Fashion-MNIST images through the Ray Data augmentation function."""
     images, labels = load_fashion_mnist("train", limit=32)
     recipe = recipe_from_config(config)
-    batch = augment_batch({"image": images[:, None], "label": labels}, recipe, config.augment.colour_on_device, 0)
+    batch = augment_batch(
+        {"image": images[:, None], "label": labels}, recipe, config.augment.colour_on_device, 0
+    )
     return {k: torch.from_numpy(v) for k, v in batch.items()}
 
 
@@ -39,8 +41,12 @@ def test_config__runs_one_training_step(path):
     config = load_config(path)
     batch = clip_batch(config) if config.data.source == "video_folder" else image_batch(config)
     model = build_model(config, world_size=1)
-    optimizer = build_optimizer(model, config.train.optimizer, 0.01, config.train.weight_decay, config.train.momentum)
+    optimizer = build_optimizer(
+        model, config.train.optimizer, 0.01, config.train.weight_decay, config.train.momentum
+    )
     before = [p.detach().clone() for p in model.backbone.parameters()]
-    metrics = train_steps(model, optimizer, [batch], batch_preparer(config, rank=0), StepSchedules(np.full(1, 0.01)), 0)
+    metrics = train_steps(
+        model, optimizer, [batch], batch_preparer(config, rank=0), StepSchedules(np.full(1, 0.01)), 0
+    )
     assert metrics["steps"] == 1 and np.isfinite(metrics["loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, model.backbone.parameters()))

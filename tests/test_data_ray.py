@@ -12,15 +12,23 @@ import torch
 from PIL import Image
 
 from cl_core.datasets import load_fashion_mnist
-from pipelines import corpus as corpus_module
-from pipelines import decode as decode_module
-from pipelines.config import load_config
-from pipelines.corpus import read_corpus
-from pipelines.data import build_datasets, device_views, normalization, recipe_from_config, rows_per_task
-from pipelines.decode import decode_image
+from cl_core.datasets.decode import decode_image
+from cl_core.transforms.stages import device_views
+from pipelines.config import load_config, normalization, recipe_from_config
+from pipelines.data import corpus as corpus_module
+from pipelines.data import readers as readers_module
+from pipelines.data.build import build_datasets
+from pipelines.data.corpus import read_corpus
+from pipelines.data.images import rows_per_task
 
-MODES = [("rgb.jpg", "RGB", "JPEG"), ("gray.jpg", "L", "JPEG"), ("cmyk.jpeg", "CMYK", "JPEG"),
-         ("alpha.png", "RGBA", "PNG"), ("palette.PNG", "P", "PNG"), ("x.webp", "RGB", "WEBP")]  # fmt: skip
+MODES = [
+    ("rgb.jpg", "RGB", "JPEG"),
+    ("gray.jpg", "L", "JPEG"),
+    ("cmyk.jpeg", "CMYK", "JPEG"),
+    ("alpha.png", "RGBA", "PNG"),
+    ("palette.PNG", "P", "PNG"),
+    ("x.webp", "RGB", "WEBP"),
+]
 BAD = {"cat/empty.jpg": "empty", "dog/truncated.jpg": "truncated", "cat/random.jpg": "not an image"}
 
 
@@ -65,14 +73,17 @@ def rows(ds) -> dict[str, np.ndarray]:
 
 
 def folder_config(root: Path, **data):
-    values = {"data": {"source": "image_folder", "path": str(root), "image_size": 32, "channels": 3, **data},
-              "augment": {"params": {"size": 24}}, "eval": {"train_size": 100, "test_size": 100}}  # fmt: skip
+    values = {
+        "data": {"source": "image_folder", "path": str(root), "image_size": 32, "channels": 3, **data},
+        "augment": {"params": {"size": 24}},
+        "eval": {"train_size": 100, "test_size": 100},
+    }
     return load_config(values=values)
 
 
 def test_build_datasets__image_folder_skips_reports_and_splits(ray_local, jpeg_folder, caplog):
     config = folder_config(jpeg_folder, max_bad_fraction=0.2, holdout_fraction=0.25)
-    with caplog.at_level(logging.WARNING, logger="pipelines.corpus"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.data.report"):
         datasets = build_datasets(config)
     report = datasets.report
     assert (report.total, report.bad) == (27, 3)
@@ -103,11 +114,12 @@ def test_build_datasets__too_many_bad_files_raise_naming_examples(ray_local, jpe
     assert all(name in str(error.value) for name in BAD)
 
 
-def test_read_corpus__decoded_blocks_keep_the_readers_blocks_in_one_chunk(ray_local, jpeg_folder,
-                                                                          monkeypatch):
+def test_read_corpus__decoded_blocks_keep_the_readers_blocks_in_one_chunk(
+    ray_local, jpeg_folder, monkeypatch
+):
     """task_rows aligns augmentation calls with the readers' block sizes and the calls read the
     blocks in place: decoding must keep the blocks and make each one contiguous."""
-    monkeypatch.setitem(decode_module._ROWS_PER_BLOCK, "image_folder", 8)  # 27 files: blocks of 8, 8, 8, 3
+    monkeypatch.setitem(readers_module._ROWS_PER_BLOCK, "image_folder", 8)  # 27 files: blocks of 8, 8, 8, 3
     monkeypatch.setattr(corpus_module, "DECODE_BATCH_ROWS", 4)  # Parquet's: not used for folders
     corpus = read_corpus(folder_config(jpeg_folder, max_bad_fraction=0.2))
     blocks = list(corpus.train.iter_batches(batch_size=None, batch_format="pyarrow"))
@@ -117,8 +129,9 @@ def test_read_corpus__decoded_blocks_keep_the_readers_blocks_in_one_chunk(ray_lo
 
 def test_build_datasets__fashion_mnist_counts_splits_and_device_views(ray_local):
     augment = {"colour_on_device": False, "batch_rows": 32}
-    config = load_config(values={"data": {"limit": 600}, "augment": augment,
-                                 "eval": {"train_size": 200, "test_size": 100}})  # fmt: skip
+    config = load_config(
+        values={"data": {"limit": 600}, "augment": augment, "eval": {"train_size": 200, "test_size": 100}}
+    )
     assert rows_per_task(config, 600, slots=1) == 128  # one slot: tasks of 4 augmentation calls
     datasets = build_datasets(config)
     assert (datasets.num_train_rows, datasets.report.total, datasets.report.bad) == (600, 600, 0)
@@ -144,12 +157,20 @@ def test_build_datasets__fashion_mnist_counts_splits_and_device_views(ray_local)
 def test_build_datasets__unlabelled_parquet_with_multicrop_views(ray_local, tmp_path):
     images = sample_images(10) + [("junk", b"not an image")]
     pq.write_table(pa.table({"jpeg": [data for _, data in images]}), tmp_path / "part.parquet")
-    config = load_config(values={
-        "method": {"name": "dino"},
-        "data": {"source": "parquet", "path": str(tmp_path), "image_column": "jpeg", "image_size": 32,
-                 "channels": 3, "max_bad_fraction": 0.1},
-        "augment": {"recipe": "multicrop", "params": {"num_local": 2}},
-    })  # fmt: skip
+    config = load_config(
+        values={
+            "method": {"name": "dino"},
+            "data": {
+                "source": "parquet",
+                "path": str(tmp_path),
+                "image_column": "jpeg",
+                "image_size": 32,
+                "channels": 3,
+                "max_bad_fraction": 0.1,
+            },
+            "augment": {"recipe": "multicrop", "params": {"num_local": 2}},
+        }
+    )
     datasets = build_datasets(config)
     assert (datasets.report.total, datasets.report.bad, datasets.num_train_rows) == (11, 1, 10)
     assert datasets.report.bad_examples[0][0].endswith("part.parquet")

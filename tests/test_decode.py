@@ -9,33 +9,22 @@ import torch
 from PIL import Image
 from ray.data.block import BlockAccessor
 
+from cl_core.datasets.decode import BadImageError, decode_batch, decode_image, held_out, square_array
 from cl_core.transforms import batched, build_recipe, colour_stage, make_views, normalize
-from pipelines.config import ConfigError, load_config
-from pipelines.data import (
+from cl_core.transforms.stages import augment_batch, colour_chunk_rows, device_views
+from pipelines.config import ConfigError, load_config, normalization, recipe_from_config
+from pipelines.data.images import (
     CALL_INPUT_BYTES,
     MAX_TASK_INPUT_BYTES,
     TASKS_PER_SLOT,
     _call_batches,
     _train_rows,
-    augment_batch,
     batch_seed,
-    colour_chunk_rows,
-    device_views,
-    normalization,
-    recipe_from_config,
     rows_per_task,
     task_rows,
 )
-from pipelines.decode import (
-    BadImageError,
-    CorpusReport,
-    block_rows,
-    decode_batch,
-    decode_image,
-    held_out,
-    square_array,
-)
-from pipelines.readers import list_image_folder
+from pipelines.data.readers import block_rows, list_image_folder
+from pipelines.data.report import CorpusReport
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
@@ -148,8 +137,11 @@ def test_decode_batch__marks_bad_files_and_keeps_the_good_ones(tmp_path):
 
 def test_decode_batch__parquet_style_bytes_get_content_keys_and_null_labels_become_minus_one():
     data = encode(noise(), "JPEG")
-    batch = {"bytes": np.array([data, data, b"junk"], dtype=object), "path": np.array(["f.parquet"] * 3),
-             "label": np.array([3.0, np.nan, 1.0])}  # fmt: skip
+    batch = {
+        "bytes": np.array([data, data, b"junk"], dtype=object),
+        "path": np.array(["f.parquet"] * 3),
+        "label": np.array([3.0, np.nan, 1.0]),
+    }
     out = decode_batch(batch, 8, 1)
     assert out["key"][0] == out["key"][1] != out["key"][2] and (out["key"] >= 0).all()
     assert out["label"].tolist() == [3, -1, 1] and out["label"].dtype == np.int64
@@ -174,8 +166,15 @@ def test_held_out__is_deterministic_and_close_to_the_fraction():
 
 
 def test_list_image_folder__recursive_case_insensitive_with_sorted_class_labels(tmp_path):
-    for rel in ["b_dog/x.JPG", "b_dog/deep/y.webp", "a_cat/z.png", "a_cat/w.Jpeg", "a_cat/notes.txt",
-                "a_cat/.hidden.jpg", ".cache/q.jpg"]:  # fmt: skip
+    for rel in [
+        "b_dog/x.JPG",
+        "b_dog/deep/y.webp",
+        "a_cat/z.png",
+        "a_cat/w.Jpeg",
+        "a_cat/notes.txt",
+        "a_cat/.hidden.jpg",
+        ".cache/q.jpg",
+    ]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
     listing = list_image_folder(tmp_path)
@@ -219,14 +218,17 @@ def test_augment_batch__same_seed_same_views_and_samples_draw_their_own_crops(ba
 
 
 @pytest.mark.parametrize("chunk_rows", [4, 6, 100])  # chunks of 4 + 2, one of 6, one of 6
-def test_augment_batch__without_device_colour_is_make_views_quantised_chunk_by_chunk(batch, monkeypatch,
-                                                                                    chunk_rows):  # fmt: skip
+def test_augment_batch__without_device_colour_is_make_views_quantised_chunk_by_chunk(
+    batch, monkeypatch, chunk_rows
+):
     recipe = build_recipe("byol", size=16)
     monkeypatch.setattr(batched, "CPU_COLOUR_CHUNK_ELEMENTS", chunk_rows * 3 * 16 * 16)
     assert colour_chunk_rows(recipe, 3) == chunk_rows
     out = augment_batch(batch, recipe, colour_on_device=False, seed=3)
     generator, images = torch.Generator().manual_seed(3), torch.from_numpy(batch["image"])
-    chunks = [make_views(images[i : i + chunk_rows], recipe, generator) for i in range(0, len(images), chunk_rows)]
+    chunks = [
+        make_views(images[i : i + chunk_rows], recipe, generator) for i in range(0, len(images), chunk_rows)
+    ]
     for i, view in enumerate(torch.cat(parts) for parts in zip(*chunks)):
         assert out[f"view_{i}"].dtype == np.uint8 and out[f"view_{i}"].shape == (6, 3, 16, 16)
         assert (torch.from_numpy(out[f"view_{i}"]).float() - view * 255).abs().max() <= 0.5 + 1e-4
@@ -349,8 +351,10 @@ def test_device_views__float_normalised_views_and_labels(batch, colour_on_device
             expected = normalize(x.float() / 255, mean, std)
         else:
             generator = torch.Generator().manual_seed(2)
-            expected = [normalize(colour_stage(tensors[f"view_{j}"], recipe.views[j], generator), mean, std)
-                        for j in range(i + 1)][i]  # fmt: skip
+            expected = [
+                normalize(colour_stage(tensors[f"view_{j}"], recipe.views[j], generator), mean, std)
+                for j in range(i + 1)
+            ][i]
         torch.testing.assert_close(view, expected)
 
 
@@ -361,8 +365,13 @@ def test_recipe_from_config__sizes_default_to_the_image_size_and_explicit_params
     assert recipe_from_config(load_config(values={"data": {"image_size": 32}})).sizes == (32, 32)
     config = load_config(values={"data": {"image_size": 32}, "augment": {"params": {"size": 24}}})
     assert recipe_from_config(config).sizes == (24, 24)
-    dino = load_config(values={"method": {"name": "dino"}, "data": {"image_size": 224, "channels": 3},
-                               "augment": {"recipe": "multicrop", "params": {"num_local": 2}}})  # fmt: skip
+    dino = load_config(
+        values={
+            "method": {"name": "dino"},
+            "data": {"image_size": 224, "channels": 3},
+            "augment": {"recipe": "multicrop", "params": {"num_local": 2}},
+        }
+    )
     assert recipe_from_config(dino).sizes == (224, 224, 96, 96)
     with pytest.raises(ConfigError, match="larger than data.image_size"):
         load_config(values={"augment": {"params": {"size": 64}}})

@@ -13,7 +13,8 @@ from cl_core.datasets import load_fashion_mnist
 from cl_core.evaluation import FineTuneSettings, extract_features, knn_top1, linear_probe
 from cl_core.transforms import normalize
 from pipelines import evaluate
-from pipelines.data import normalization
+from pipelines.config import normalization
+from pipelines.evaluation import downstream
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN, TEST = 1000, 300
@@ -27,17 +28,24 @@ def in_process_features(run_dir: Path, config) -> tuple[torch.Tensor, ...]:
     for split, n in (("train", TRAIN), ("test", TEST)):
         images, labels = load_fashion_mnist(split, limit=n)
         x = torch.from_numpy(images).unsqueeze(1)  # (n, 1, 28, 28) uint8
-        out += [extract_features(encoder, x, transform=lambda b: normalize(b.float() / 255.0, mean, std)),
-                torch.from_numpy(labels)]  # fmt: skip
+        out += [
+            extract_features(encoder, x, transform=lambda b: normalize(b.float() / 255.0, mean, std)),
+            torch.from_numpy(labels),
+        ]
     return tuple(out)
 
 
 def test_evaluate__from_a_run_id_logs_final_metrics_that_match_an_in_process_recomputation(smoke_run):
     config, run_dir, uri, run_id, _ = smoke_run  # shared with test_pipeline_ray: evaluation only adds final/*
 
-    protocol = evaluate.Protocol(train_size=TRAIN, test_size=TEST, fractions=(0.05,), workers=2,
-                                 finetune=FineTuneSettings(epochs=1, min_steps=10))  # fmt: skip
-    results = evaluate.main(evaluate.resolve_source(run_id, uri, [], None), protocol)
+    protocol = downstream.Protocol(
+        train_size=TRAIN,
+        test_size=TEST,
+        fractions=(0.05,),
+        workers=2,
+        finetune=FineTuneSettings(epochs=1, min_steps=10),
+    )
+    results = downstream.evaluate(downstream.resolve_source(run_id, uri, [], None), protocol)
     assert set(results) == {"final/knn_top1", "final/linear_top1", "final/finetune_5pct_top1"}
     assert all(0.0 < v <= 1.0 for v in results.values())
 
@@ -50,21 +58,25 @@ def test_evaluate__from_a_run_id_logs_final_metrics_that_match_an_in_process_rec
 
     train_f, train_y, test_f, test_y = in_process_features(run_dir, config)
     assert results["final/knn_top1"] == pytest.approx(
-        knn_top1(train_f, train_y, test_f, test_y, config.eval.knn_k, config.eval.knn_temperature, 10), abs=1 / TEST)
-    assert results["final/linear_top1"] == pytest.approx(linear_probe(train_f, train_y, test_f, test_y, 10).top1,
-                                                         abs=2 / TEST)  # fmt: skip
+        knn_top1(train_f, train_y, test_f, test_y, config.eval.knn_k, config.eval.knn_temperature, 10),
+        abs=1 / TEST,
+    )
+    assert results["final/linear_top1"] == pytest.approx(
+        linear_probe(train_f, train_y, test_f, test_y, 10).top1, abs=2 / TEST
+    )
 
     # The same encoder from its run directory through the CLI, no fine-tuning: the same numbers.
-    again = evaluate.cli([str(run_dir), "--train-size", str(TRAIN), "--test-size", str(TEST), "--fractions",
-                          "--workers", "1"])  # fmt: skip
+    again = evaluate.cli(
+        [str(run_dir), "--train-size", str(TRAIN), "--test-size", str(TEST), "--fractions", "--workers", "1"]
+    )
     assert again == {k: results[k] for k in ("final/knn_top1", "final/linear_top1")}
 
 
 def test_resolve_source__names_what_it_could_not_find(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a path, nor a run id"):
-        evaluate.resolve_source("0123456789abcdef", f"sqlite:///{tmp_path / 'mlflow.db'}", [], None)
+        downstream.resolve_source("0123456789abcdef", f"sqlite:///{tmp_path / 'mlflow.db'}", [], None)
     (tmp_path / "loose").mkdir()
     with pytest.raises(FileNotFoundError, match="no config.yaml"):
-        evaluate.resolve_source(str(tmp_path / "loose"), None, [], None)
+        downstream.resolve_source(str(tmp_path / "loose"), None, [], None)
     with pytest.raises(ValueError, match="--reference"):
-        evaluate.resolve_source(str(ROOT / "configs" / "smoke.yaml"), None, [], "imagenet")
+        downstream.resolve_source(str(ROOT / "configs" / "smoke.yaml"), None, [], "imagenet")

@@ -27,8 +27,12 @@ def _reference_knn(train, train_labels, test, num_classes, k, temperature):
 
 def _random_split(seed: int, n: int = 60, m: int = 25, d: int = 8, num_classes: int = 4):
     gen = torch.Generator().manual_seed(seed)
-    return (torch.randn(n, d, generator=gen), torch.randint(num_classes, (n,), generator=gen),
-            torch.randn(m, d, generator=gen), torch.randint(num_classes, (m,), generator=gen))  # fmt: skip
+    return (
+        torch.randn(n, d, generator=gen),
+        torch.randint(num_classes, (n,), generator=gen),
+        torch.randn(m, d, generator=gen),
+        torch.randint(num_classes, (m,), generator=gen),
+    )
 
 
 @pytest.mark.parametrize("k, temperature", [(1, 0.1), (7, 0.1), (20, 0.5)])
@@ -61,9 +65,15 @@ def _classification_split():
     from sklearn.datasets import make_classification
 
     x, y = make_classification(
-        n_samples=3000, n_features=20, n_informative=10, n_redundant=4,
-        n_classes=10, n_clusters_per_class=1, class_sep=1.0, random_state=0,
-    )  # fmt: skip
+        n_samples=3000,
+        n_features=20,
+        n_informative=10,
+        n_redundant=4,
+        n_classes=10,
+        n_clusters_per_class=1,
+        class_sep=1.0,
+        random_state=0,
+    )
     x = torch.tensor(x, dtype=torch.float32) * torch.linspace(0.1, 10.0, 20) + 3.0  # unequal scales
     y = torch.tensor(y)
     return x[:2000], y[:2000], x[2000:], y[2000:]
@@ -92,8 +102,14 @@ def test_linear_probe__is_deterministic_for_a_seed():
 
 
 def _encoder() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(4, 5))  # fmt: skip
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 5),
+    )
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -151,7 +167,9 @@ def test_linear_probe__early_stopped_head_matches_sklearn_on_the_same_fit_split(
     reference = clf.score(scaler.transform(x_test.numpy()), y_test.numpy())
     assert 0.3 < reference < 0.95
     assert result.top1 >= reference - 0.01  # early stopping may only help on held-out data
-    assert abs(result.val_top1 - clf.score(scaler.transform(x_train[val].numpy()), y_train[val].numpy())) <= 0.03
+    assert (
+        abs(result.val_top1 - clf.score(scaler.transform(x_train[val].numpy()), y_train[val].numpy())) <= 0.03
+    )
 
 
 def test_linear_probe__test_labels_take_no_part_in_the_choice():
@@ -161,7 +179,10 @@ def test_linear_probe__test_labels_take_no_part_in_the_choice():
     first = linear_probe(x_train, y_train, x_test, y_test, max_iterations=60)
     shuffled = linear_probe(x_train, y_train, x_test, y_test.flip(0), max_iterations=60)
     assert (first.weight_decay, first.iterations, first.val_top1) == (
-        shuffled.weight_decay, shuffled.iterations, shuffled.val_top1)  # fmt: skip
+        shuffled.weight_decay,
+        shuffled.iterations,
+        shuffled.val_top1,
+    )
     assert first.top1 != shuffled.top1
 
 
@@ -180,17 +201,32 @@ def test_fine_tune__learns_a_few_labels_and_leaves_the_encoder_alone():
     from cl_core.evaluation import FineTuneSettings, fine_tune_top1
 
     torch.manual_seed(0)
-    encoder = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
-                            nn.Flatten())  # fmt: skip
+    encoder = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten()
+    )
     encoder.output_dim = 32
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     train_images, train_labels = _pattern_images(30, 0)
     test_images, test_labels = _pattern_images(90, 1)
     settings = FineTuneSettings(epochs=1, min_steps=60, batch_size=10, lr=0.05)
-    top1 = fine_tune_top1(encoder, train_images, train_labels, test_images, test_labels,
-                          transform=lambda x: x.float() / 255.0, settings=settings)  # fmt: skip
+    top1 = fine_tune_top1(
+        encoder,
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        transform=lambda x: x.float() / 255.0,
+        settings=settings,
+    )
     assert top1 >= 0.9  # chance: 1/3
     assert all(torch.equal(v, before[k]) for k, v in encoder.state_dict().items())
-    again = fine_tune_top1(encoder, train_images, train_labels, test_images, test_labels,
-                           transform=lambda x: x.float() / 255.0, settings=settings)  # fmt: skip
+    again = fine_tune_top1(
+        encoder,
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        transform=lambda x: x.float() / 255.0,
+        settings=settings,
+    )
     assert again == top1  # seeded

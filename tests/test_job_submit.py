@@ -17,7 +17,9 @@ def cluster():
 
 @pytest.mark.parametrize("config,epoch_steps", [("smoke", 8), ("cvrl_smoke", 4)])
 def test_ray_job_submit__runs_the_smoke_job_and_tracks_it(cluster, tmp_path, config, epoch_steps):
-    job = cluster.submit(["python", "pipelines/pretrain.py", f"configs/{config}.yaml"], {"SSL_PIPELINE_HOME": str(tmp_path)})
+    job = cluster.submit(
+        ["python", "pipelines/pretrain.py", f"configs/{config}.yaml"], {"SSL_PIPELINE_HOME": str(tmp_path)}
+    )
     assert job.returncode == 0 and "succeeded" in job.stdout, job.stdout[-3000:] + job.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (experiment,) = [e for e in client.search_experiments() if e.name == "ssl-pretrain"]

@@ -19,7 +19,7 @@ from cl_core.training import StepSchedules, knn_monitor, train_steps
 from cl_core.training.pretrain import LabelledSplit
 from cl_core.transforms import ClipRecipe, augment_clip_pair, normalize_clips
 from cl_core.video import clip_indices, decode_frames, eval_clip_starts, probe, sample_clip_pair
-from pipelines.video_data import train_end
+from pipelines.data.video import train_end
 
 FRAMES, STRIDE, SIZE, DECODE = 4, 2, 32, 37
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -60,7 +60,11 @@ def retrieval_split(videos: list[torch.Tensor], ends: list[int]) -> LabelledSpli
 
 def pair_batches(videos: list[torch.Tensor], ends: list[int], seed: int):
     """Endless CVRL batches: BATCH pairs cycling over the videos, sampled inside [0, end)."""
-    rng, generator, recipe = np.random.default_rng(seed), torch.Generator().manual_seed(seed), ClipRecipe(size=SIZE)
+    rng, generator, recipe = (
+        np.random.default_rng(seed),
+        torch.Generator().manual_seed(seed),
+        ClipRecipe(size=SIZE),
+    )
     ids = np.arange(BATCH) % len(videos)
     while True:
         pairs = [sample_clip_pair(ends[i], FRAMES, STRIDE, 1.0, rng) for i in ids]
@@ -83,5 +87,8 @@ def test_cvrl__held_out_clips_retrieve_their_video_better_than_random_init():
     batches = (next(source) for source in [pair_batches(videos, ends, seed=0)] for _ in range(STEPS))
     metrics = train_steps(method, optimizer, batches, lambda batch: batch, schedules, 0)
     after = knn_monitor(method.backbone, split, MEAN, STD, k=5)
-    print(f"CVRL retrieval top-1: random init {before:.3f}, after {STEPS} steps {after:.3f}, loss {metrics['loss']:.3f}")
+    print(
+        f"CVRL retrieval top-1: random init {before:.3f}, after {STEPS} steps {after:.3f}, "
+        f"loss {metrics['loss']:.3f}"
+    )
     assert after >= before + 0.1, (before, after)

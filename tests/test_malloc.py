@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import malloc
+from pipelines.data import malloc
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEW_PAGES = 2 * 256 * 3 * 224 * 224 // 4096  # 18,816 pages of 4 KiB
@@ -19,7 +19,8 @@ CALLS = """
 import json, resource
 import numpy as np
 from cl_core.transforms import build_recipe
-from pipelines.data import _train_rows, augment_batch
+from pipelines.data.images import _train_rows
+from cl_core.transforms.stages import augment_batch
 from ray.data.block import BlockAccessor
 
 recipe = build_recipe("simclr", size=224)

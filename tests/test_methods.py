@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cl_core import available_methods, build_backbone, build_method
-from cl_core.methods import method_class, register_method
 from cl_core.losses import info_nce
+from cl_core.methods import method_class, register_method
 from cl_core.methods.base import Method
 from cl_core.optim.schedules import ema_momentum
 
@@ -163,7 +163,9 @@ def test_cvrl__equals_info_nce_over_video_ids_of_both_clips():
         expected = info_nce(z, videos.repeat(2), temperature=0.1)
         torch.testing.assert_close(method(views, videos).loss, expected)
         # Without ids every pair is its own video: SimCLR's NT-Xent ids.
-        torch.testing.assert_close(method(views).loss, info_nce(z, torch.arange(6).repeat(2), temperature=0.1))
+        torch.testing.assert_close(
+            method(views).loss, info_nce(z, torch.arange(6).repeat(2), temperature=0.1)
+        )
 
 
 def test_cvrl__rejects_image_views_with_a_shape_error():

@@ -39,7 +39,9 @@ def _inputs() -> tuple[list[torch.Tensor], torch.Tensor]:
 def _loss_and_grads(model, views, targets) -> tuple[float, list[torch.Tensor]]:
     loss = model(views, targets).loss
     loss.backward()
-    return float(loss.detach()), [p.grad.clone() for p in model.parameters() if p.requires_grad and p.grad is not None]
+    return float(loss.detach()), [
+        p.grad.clone() for p in model.parameters() if p.requires_grad and p.grad is not None
+    ]
 
 
 def _worker(rank: int, port: int, out: dict) -> None:

@@ -8,8 +8,17 @@ import torch
 from torch import nn
 from torch.optim import SGD, AdamW
 
-from cl_core.optim import LARS, build_optimizer, ema_momentum, ema_momentum_schedule, scale_lr
-from cl_core.optim import split_decay_groups, teacher_temperature, teacher_temperature_schedule, warmup_cosine
+from cl_core.optim import (
+    LARS,
+    build_optimizer,
+    ema_momentum,
+    ema_momentum_schedule,
+    scale_lr,
+    split_decay_groups,
+    teacher_temperature,
+    teacher_temperature_schedule,
+    warmup_cosine,
+)
 
 
 def _reference_lars_step(p, g, v, lr, momentum, wd, eta, eps, exclude):
@@ -39,8 +48,10 @@ def test_lars__matches_loop_reference():
         for p, g in zip(params, grads):
             p.grad = g.clone()
         optimizer.step()
-        ref = [(*_reference_lars_step(rp, g.flatten().tolist(), rv, lr, momentum, wd, eta, eps, ex), ex)
-               for (rp, rv, ex), g in zip(ref, grads)]  # fmt: skip
+        ref = [
+            (*_reference_lars_step(rp, g.flatten().tolist(), rv, lr, momentum, wd, eta, eps, ex), ex)
+            for (rp, rv, ex), g in zip(ref, grads)
+        ]
         for p, (rp, _, _) in zip(params, ref):
             torch.testing.assert_close(p.detach().flatten(), torch.tensor(rp, dtype=torch.float64))
 
@@ -75,8 +86,9 @@ def test_warmup_cosine__cosine_endpoints_are_exactly_base_and_final():
     assert warmup_cosine(0.5, 0.0, total_steps=1).tolist() == [0.5]
 
 
-@pytest.mark.parametrize("kwargs", [dict(total_steps=0), dict(total_steps=5, warmup_steps=6),
-                                    dict(total_steps=5, warmup_steps=-1)])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs", [dict(total_steps=0), dict(total_steps=5, warmup_steps=6), dict(total_steps=5, warmup_steps=-1)]
+)
 def test_warmup_cosine__bad_args_raise(kwargs):
     with pytest.raises(ValueError):
         warmup_cosine(1.0, 0.0, **kwargs)

@@ -8,9 +8,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from pipelines.checkpoints import STATE_FILE, verified_load
 from pipelines.config import load_config
-from pipelines.pretrain import RUN_INFO, main, open_run  # noqa: F401
+from pipelines.data.video_index import main
+from pipelines.run import RUN_INFO
+from pipelines.train.checkpoints import STATE_FILE, verified_load
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "smoke.yaml"
@@ -29,7 +30,9 @@ def run_info(run_dir: Path) -> tuple[str, str]:
 
 def smoke_config(tmp_path: Path, *overrides: str):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    return load_config(SMOKE, [f"tracking.tracking_uri={uri}", f"checkpoint.output_dir={tmp_path / 'runs'}", *overrides])
+    return load_config(
+        SMOKE, [f"tracking.tracking_uri={uri}", f"checkpoint.output_dir={tmp_path / 'runs'}", *overrides]
+    )
 
 
 def test_pretrain__logs_a_finished_mlflow_run_with_history_and_encoder(smoke_run):
@@ -49,8 +52,11 @@ def test_pretrain__logs_a_finished_mlflow_run_with_history_and_encoder(smoke_run
 
 
 def test_pretrain__resumed_run_continues_the_step_counter_and_the_moco_queue(ray_local, tmp_path):
-    overrides = ["method.name=moco", "method.params={hidden_dim: 64, projection_dim: 32, queue_size: 1024}",
-                 "train.epochs=3"]  # fmt: skip
+    overrides = [
+        "method.name=moco",
+        "method.params={hidden_dim: 64, projection_dim: 32, queue_size: 1024}",
+        "train.epochs=3",
+    ]
     config = smoke_config(tmp_path, *overrides)
     run_dir = tmp_path / "runs" / "moco-resume"
     main(config, run_dir, stop_after_epochs=1)
@@ -85,8 +91,9 @@ def test_pretrain__resumed_run_continues_the_step_counter_and_the_moco_queue(ray
 def test_two_workers__match_one_worker_for_the_same_global_batch(ray_local, tmp_path):
     results = {}
     for workers in (1, 2):
-        config = smoke_config(tmp_path, f"scaling.num_workers={workers}", "scaling.cpus_per_worker=0.5",
-                              "train.epochs=1")  # fmt: skip
+        config = smoke_config(
+            tmp_path, f"scaling.num_workers={workers}", "scaling.cpus_per_worker=0.5", "train.epochs=1"
+        )
         results[workers] = main(config, tmp_path / "runs" / f"workers-{workers}")
     assert results[2]["train/loss"] == pytest.approx(results[1]["train/loss"], rel=0.1)
     assert results[2]["eval/knn_top1"] == pytest.approx(results[1]["eval/knn_top1"], abs=0.08)

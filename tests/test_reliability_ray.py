@@ -23,9 +23,9 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from pipelines import pretrain
-from pipelines.checkpoints import ENCODER_FILE, STATE_FILE, verified_load
 from pipelines.config import load_config
+from pipelines.run import RUN_INFO, pretrain
+from pipelines.train.checkpoints import ENCODER_FILE, STATE_FILE, verified_load
 
 SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
 STEPS_PER_EPOCH = 8  # 512 images / batch 64
@@ -38,7 +38,7 @@ def kill_worker_after_first_epoch(uri: str, run_dir: Path, killed: list[int]) ->
     from ray.util.state import list_actors
 
     deadline = time.monotonic() + 300
-    while not (run_dir / pretrain.RUN_INFO).is_file() and time.monotonic() < deadline:
+    while not (run_dir / RUN_INFO).is_file() and time.monotonic() < deadline:
         time.sleep(0.2)  # the driver has created the store and the run
     client = MlflowClient(uri)
     while time.monotonic() < deadline:
@@ -46,7 +46,9 @@ def kill_worker_after_first_epoch(uri: str, run_dir: Path, killed: list[int]) ->
         if runs and client.get_metric_history(runs[0].info.run_id, "eval/knn_top1"):
             break
         time.sleep(0.2)
-    workers = list_actors(address=ADDRESS[0], filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    workers = list_actors(
+        address=ADDRESS[0], filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]
+    )
     if workers:
         os.kill(workers[0].pid, signal.SIGKILL)
         killed.append(workers[0].pid)
@@ -54,14 +56,20 @@ def kill_worker_after_first_epoch(uri: str, run_dir: Path, killed: list[int]) ->
 
 def test_killed_worker__restarts_from_the_checkpoint_with_the_same_run_and_queue(ray_local, tmp_path):
     ADDRESS[:] = [ray_local.get_runtime_context().gcs_address]
-    overrides = ["method.name=moco", "method.params={hidden_dim: 64, projection_dim: 32, queue_size: 320}",
-                 "train.epochs=3", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]  # fmt: skip
+    overrides = [
+        "method.name=moco",
+        "method.params={hidden_dim: 64, projection_dim: 32, queue_size: 320}",
+        "train.epochs=3",
+        f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    ]
     config = load_config(SMOKE, overrides)
     run_dir = tmp_path / "runs" / "killed"
     killed: list[int] = []
-    killer = threading.Thread(target=kill_worker_after_first_epoch, args=(config.tracking.tracking_uri, run_dir, killed))
+    killer = threading.Thread(
+        target=kill_worker_after_first_epoch, args=(config.tracking.tracking_uri, run_dir, killed)
+    )
     killer.start()
-    metrics = pretrain.main(config, run_dir)
+    metrics = pretrain(config, run_dir)
     killer.join()
     assert killed, "no Train worker was found to kill"
     assert metrics["train/epoch"] == 3 and metrics["train/step"] == 3 * STEPS_PER_EPOCH
@@ -87,8 +95,11 @@ def live_train_state(ray) -> tuple[list, list]:
     from ray.util.state import list_actors
 
     groups = [pg for pg, info in ray.util.placement_group_table().items() if info["state"] != "REMOVED"]
-    actors = [a.class_name for a in list_actors(address=ADDRESS[0], filters=[("state", "=", "ALIVE")])
-              if a.class_name in ("TrainController", "RayTrainWorker")]  # fmt: skip
+    actors = [
+        a.class_name
+        for a in list_actors(address=ADDRESS[0], filters=[("state", "=", "ALIVE")])
+        if a.class_name in ("TrainController", "RayTrainWorker")
+    ]
     return groups, actors
 
 
@@ -110,8 +121,10 @@ def test_soak__three_smoke_jobs_in_a_row_leak_no_actors_groups_or_store_memory(r
     ADDRESS[:] = [ray_local.get_runtime_context().gcs_address]
     used = []
     for i in range(3):
-        config = load_config(SMOKE, ["train.epochs=1", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"])
-        metrics = pretrain.main(config, tmp_path / "runs" / f"soak-{i}")
+        config = load_config(
+            SMOKE, ["train.epochs=1", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]
+        )
+        metrics = pretrain(config, tmp_path / "runs" / f"soak-{i}")
         assert metrics["train/epoch"] == 1
         deadline = time.monotonic() + 60  # Train V2 releases its group and actors asynchronously
         while live_train_state(ray_local) != ([], []) and time.monotonic() < deadline:
@@ -129,15 +142,20 @@ def _history(client: MlflowClient, run_id: str, key: str) -> list:
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
 
 
-def test_nan_at_a_chosen_step__fails_the_job_naming_step_and_method_and_the_run_ends_failed(ray_local, tmp_path):
+def test_nan_at_a_chosen_step__fails_the_job_naming_step_and_method_and_the_run_ends_failed(
+    ray_local, tmp_path
+):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # Step 10 is in epoch 2 (8 steps per epoch): epoch 1 is trained, checkpointed and logged.
-    config = load_config(SMOKE, ["train.inject_nan_at_step=10", "checkpoint.max_failures=0",
-                                 f"tracking.tracking_uri={uri}"])  # fmt: skip
+    config = load_config(
+        SMOKE, ["train.inject_nan_at_step=10", "checkpoint.max_failures=0", f"tracking.tracking_uri={uri}"]
+    )
     run_dir = tmp_path / "runs" / "non-finite"
-    with pytest.raises(Exception, match=r"non-finite loss at step 10 \(method 'simclr'\); last finite metrics: .*loss"):
-        pretrain.main(config, run_dir)
-    run_id = json.loads((run_dir / pretrain.RUN_INFO).read_text())["run_id"]
+    with pytest.raises(
+        Exception, match=r"non-finite loss at step 10 \(method 'simclr'\); last finite metrics: .*loss"
+    ):
+        pretrain(config, run_dir)
+    run_id = json.loads((run_dir / RUN_INFO).read_text())["run_id"]
     client = MlflowClient(uri)
     run = client.get_run(run_id)
     assert run.info.status == "FAILED"
@@ -147,19 +165,28 @@ def test_nan_at_a_chosen_step__fails_the_job_naming_step_and_method_and_the_run_
 
 
 def test_nan_with_rollback__resumes_from_the_last_checkpoint_at_a_lower_lr_and_finishes(ray_local, tmp_path):
-    from pipelines.worker import _schedules
+    from pipelines.train.worker import _schedules
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = load_config(SMOKE, ["train.inject_nan_at_step=10", "train.on_non_finite=rollback",
-                                 "train.rollback_lr_factor=0.5", f"tracking.tracking_uri={uri}"])  # fmt: skip
+    config = load_config(
+        SMOKE,
+        [
+            "train.inject_nan_at_step=10",
+            "train.on_non_finite=rollback",
+            "train.rollback_lr_factor=0.5",
+            f"tracking.tracking_uri={uri}",
+        ],
+    )
     run_dir = tmp_path / "runs" / "rollback"
-    metrics = pretrain.main(config, run_dir)
+    metrics = pretrain(config, run_dir)
     assert metrics["train/step"] == 2 * STEPS_PER_EPOCH
-    run_id = json.loads((run_dir / pretrain.RUN_INFO).read_text())["run_id"]
+    run_id = json.loads((run_dir / RUN_INFO).read_text())["run_id"]
     client = MlflowClient(uri)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.tags["non_finite.rollback_1"].startswith("non-finite loss at step 10: rolled back to step 8 (epoch 1)")
+    assert run.data.tags["non_finite.rollback_1"].startswith(
+        "non-finite loss at step 10: rolled back to step 8 (epoch 1)"
+    )
     assert _history(client, run_id, "train/rollbacks") == [(10, 1.0)]
     assert [step for step, _ in _history(client, run_id, "train/loss")] == [8, 16]  # no repeated epoch
     assert [step for step, _ in _history(client, run_id, "train/step_loss")] == [10]  # nor repeated steps

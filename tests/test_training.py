@@ -27,8 +27,15 @@ def test_train_steps__applies_the_lr_schedule_and_counts_global_steps():
     optimizer = torch.optim.SGD(model.parameters(), lr=123.0)
     seen: list[float] = []
     schedules = StepSchedules(lr=np.array([0.1, 0.2, 0.3, 0.4, 0.5]))
-    metrics = train_steps(model, optimizer, batches(3), lambda views: (views, None), schedules, start_step=1,
-                          on_step=lambda step, m: seen.append(optimizer.param_groups[0]["lr"]))  # fmt: skip
+    metrics = train_steps(
+        model,
+        optimizer,
+        batches(3),
+        lambda views: (views, None),
+        schedules,
+        start_step=1,
+        on_step=lambda step, m: seen.append(optimizer.param_groups[0]["lr"]),
+    )
     assert seen == [0.2, 0.3, 0.4]
     assert metrics["steps"] == 3 and metrics["last_step"] == 4
     assert float(model.progress) == pytest.approx(4 / 5)
@@ -38,7 +45,9 @@ def test_train_steps__applies_the_lr_schedule_and_counts_global_steps():
 def test_train_steps__stops_at_the_end_of_the_schedule():
     model = tiny_simclr()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    metrics = train_steps(model, optimizer, batches(5), lambda v: (v, None), StepSchedules(np.full(2, 0.1)), 0)
+    metrics = train_steps(
+        model, optimizer, batches(5), lambda v: (v, None), StepSchedules(np.full(2, 0.1)), 0
+    )
     assert metrics["steps"] == 2
 
 
@@ -53,11 +62,17 @@ def test_train_steps__non_finite_loss_names_the_step_and_leaves_weights_untouche
         snapshot.update({k: v.detach().clone() for k, v in model.named_parameters()})
 
     with pytest.raises(NonFiniteLossError, match="step 2 .*simclr") as info:
-        train_steps(model, optimizer, data, lambda v: (v, None), StepSchedules(np.full(4, 0.1)), 0, on_step=remember)
+        train_steps(
+            model, optimizer, data, lambda v: (v, None), StepSchedules(np.full(4, 0.1)), 0, on_step=remember
+        )
     assert info.value.step == 2 and "loss" in info.value.last_metrics
     again = pickle.loads(pickle.dumps(info.value))  # how Ray carries it from a worker
     assert (again.step, again.method, again.last_metrics, str(again)) == (
-        2, "simclr", info.value.last_metrics, str(info.value))  # fmt: skip
+        2,
+        "simclr",
+        info.value.last_metrics,
+        str(info.value),
+    )
     # Parameters are untouched (BN running statistics did see the bad batch: resume from a
     # checkpoint to roll those back).
     for key, value in model.named_parameters():
@@ -75,14 +90,23 @@ def test_pretrain__same_seed_gives_the_same_history():
 
 def test_pretrain__supcon_without_labels_fails_before_training():
     torch.manual_seed(0)
-    method = build_method("supcon", build_backbone("tiny_cnn", in_channels=1), hidden_dim=16, projection_dim=8)
+    method = build_method(
+        "supcon", build_backbone("tiny_cnn", in_channels=1), hidden_dim=16, projection_dim=8
+    )
     images = torch.zeros(32, 1, 16, 16, dtype=torch.uint8)
     with pytest.raises(ValueError, match="needs labels"):
-        pretrain(method, images, build_recipe("simclr", size=12), PretrainSettings(epochs=1, batch_size=8), (0.5,), (0.25,))
+        pretrain(
+            method,
+            images,
+            build_recipe("simclr", size=12),
+            PretrainSettings(epochs=1, batch_size=8),
+            (0.5,),
+            (0.25,),
+        )
 
 
 def test_nan_injector__poisons_exactly_the_chosen_global_step_once():
-    from pipelines.worker import NanInjector
+    from pipelines.train.worker import NanInjector
 
     injector = NanInjector(5)
     model, optimizer = tiny_simclr(), None
@@ -92,16 +116,19 @@ def test_nan_injector__poisons_exactly_the_chosen_global_step_once():
         train_steps(model, optimizer, batches(4), prepare, StepSchedules(np.full(10, 0.1)), 3)
     assert injector.fired
     again = injector.wrap(lambda v: (v, None), start_step=3)  # fired: the same steps now train
-    assert train_steps(model, optimizer, batches(4), again, StepSchedules(np.full(10, 0.1)), 3)["last_step"] == 7
+    assert (
+        train_steps(model, optimizer, batches(4), again, StepSchedules(np.full(10, 0.1)), 3)["last_step"] == 7
+    )
     assert NanInjector(None).wrap(len, 0) is len
 
 
 def test_roll_back__restores_weights_optimizer_queue_and_rng_from_the_snapshot():
-    from pipelines.worker import _roll_back, _snapshot
+    from pipelines.train.worker import _roll_back, _snapshot
 
     torch.manual_seed(0)
-    model = build_method("moco", build_backbone("tiny_cnn", in_channels=1), hidden_dim=16, projection_dim=8,
-                         queue_size=16)  # fmt: skip
+    model = build_method(
+        "moco", build_backbone("tiny_cnn", in_channels=1), hidden_dim=16, projection_dim=8, queue_size=16
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     schedules = StepSchedules(np.full(8, 0.1))
     train_steps(model, optimizer, batches(2), lambda v: (v, None), schedules, 0)

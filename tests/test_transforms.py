@@ -14,6 +14,7 @@ from cl_core.transforms import (
     ViewParams,
     ViewRecipe,
     build_recipe,
+    colour_ops,
     colour_stage,
     geometric_stage,
     make_views,
@@ -21,7 +22,6 @@ from cl_core.transforms import (
     reference_views,
     sample_crop_boxes,
 )
-from cl_core.transforms import colour_ops
 from cl_core.transforms.crops import resized_crops
 from cl_core.transforms.jitter import JITTER_OPS, apply_jitter, draw_jitter
 
@@ -222,8 +222,9 @@ def test_colour_stage__grayscale_applies_with_probability_p(p):
 @pytest.mark.parametrize("p", [0.0, 0.6, 1.0])
 def test_colour_stage__each_op_applies_with_probability_p(field, p):
     images = random_images(b=1500, h=10, w=10)  # size=30 below: a 3-tap blur kernel
-    params = ViewParams(size=30, **{**PLAIN, field: p}, brightness=0.5, contrast=0, saturation=0, hue=0,
-                        blur_sigma=(1.0, 2.0))  # fmt: skip
+    params = ViewParams(
+        size=30, **{**PLAIN, field: p}, brightness=0.5, contrast=0, saturation=0, hue=0, blur_sigma=(1.0, 2.0)
+    )
     changed = (colour_stage(images, params, gen()) != images.float() / 255).flatten(1).any(dim=1)
     assert abs(changed.double().mean().item() - p) < 0.05
     if p in (0.0, 1.0):
@@ -249,8 +250,14 @@ def test_none_recipe__is_a_deterministic_centre_square_resize():
 
 # --- shapes, channels, dtypes --------------------------------------------------------------------
 
-RECIPE_CASES = [("simclr", {}), ("byol", {}), ("moco_v2", {}), ("none", {}),
-                ("multicrop", {"method": "dino"}), ("multicrop", {"method": "swav"})]  # fmt: skip
+RECIPE_CASES = [
+    ("simclr", {}),
+    ("byol", {}),
+    ("moco_v2", {}),
+    ("none", {}),
+    ("multicrop", {"method": "dino"}),
+    ("multicrop", {"method": "swav"}),
+]
 
 
 def sizes_for(name: str) -> dict:
@@ -316,9 +323,18 @@ def test_normalize__matches_torchvision_normalize():
 # --- validation ----------------------------------------------------------------------------------
 
 
-INVALID = [("size", 0), ("min_scale", 0.0), ("max_scale", 1.5), ("flip_prob", 1.2), ("jitter_prob", -0.1),
-           ("hue", 0.6), ("ratio", (2.0, 1.0)), ("blur_sigma", (0.0, 1.0)), ("solarize_threshold", 300),
-           ("brightness", -1.0)]  # fmt: skip
+INVALID = [
+    ("size", 0),
+    ("min_scale", 0.0),
+    ("max_scale", 1.5),
+    ("flip_prob", 1.2),
+    ("jitter_prob", -0.1),
+    ("hue", 0.6),
+    ("ratio", (2.0, 1.0)),
+    ("blur_sigma", (0.0, 1.0)),
+    ("solarize_threshold", 300),
+    ("brightness", -1.0),
+]
 
 
 @pytest.mark.parametrize("field, value", INVALID)
@@ -338,10 +354,15 @@ def test_build_recipe__unknown_name_lists_the_allowed_names():
     assert all(name in str(info.value) for name in RECIPES)
 
 
-@pytest.mark.parametrize("name, kwargs, field", [("simclr", {"strength": 3.0}, "strength"),
-                                                 ("multicrop", {"method": "byol"}, "method"),
-                                                 ("multicrop", {"num_local": -1}, "num_local"),
-                                                 ("none", {"num_views": 0}, "num_views")])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, kwargs, field",
+    [
+        ("simclr", {"strength": 3.0}, "strength"),
+        ("multicrop", {"method": "byol"}, "method"),
+        ("multicrop", {"num_local": -1}, "num_local"),
+        ("none", {"num_views": 0}, "num_views"),
+    ],
+)
 def test_recipe_builders__reject_invalid_arguments_by_name(name, kwargs, field):
     with pytest.raises(ValueError, match=field):
         build_recipe(name, **kwargs)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from pipelines import pretrain
 from pipelines.config import load_config
-from pipelines.tune import main
+from pipelines.data.video_index import main
+from pipelines.run import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_SPACE = ROOT / "tune_spaces" / "smoke.yaml"
@@ -17,7 +17,10 @@ EPOCHS = 3  # tune_spaces/smoke.yaml
 
 
 def sweep_overrides(tmp_path: Path) -> list[str]:
-    return [f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", f"checkpoint.output_dir={tmp_path / 'runs'}"]
+    return [
+        f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"checkpoint.output_dir={tmp_path / 'runs'}",
+    ]
 
 
 def mlflow_runs(uri: str) -> list:
@@ -36,9 +39,14 @@ def live_train_resources(ray, wait_s: float = 60.0) -> tuple[list[str], list[str
     while True:
         table = ray.util.placement_group_table()
         groups = [pg for pg, info in table.items() if info["state"] != "REMOVED" and pg.endswith(job)]
-        actors = [a.class_name for a in list_actors(address=ray.get_runtime_context().gcs_address,
-                                                        filters=[("state", "=", "ALIVE"), ("job_id", "=", job)])
-                  if a.class_name in ("TrainController", "RayTrainWorker")]  # fmt: skip
+        actors = [
+            a.class_name
+            for a in list_actors(
+                address=ray.get_runtime_context().gcs_address,
+                filters=[("state", "=", "ALIVE"), ("job_id", "=", job)],
+            )
+            if a.class_name in ("TrainController", "RayTrainWorker")
+        ]
         if (not groups and not actors) or time.monotonic() > deadline:
             return groups, actors
         time.sleep(1.0)
@@ -88,7 +96,7 @@ def test_sweep__asha_stops_weak_trials_and_mlflow_nests_one_child_run_per_trial(
 
     # The best config runs as a plain pretraining job (1 epoch here).
     config = load_config(summary["best_config"], ["train.epochs=1"])
-    metrics = pretrain.main(config, tmp_path / "runs" / "best-1-epoch")
+    metrics = pretrain(config, tmp_path / "runs" / "best-1-epoch")
     assert metrics["train/epoch"] == 1 and 0.0 < metrics["eval/knn_top1"] <= 1.0
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import load_config
-from pipelines.tune_space import (
+from pipelines.config import ConfigError, load_config
+from pipelines.sweep.space import (
     SweepSpace,
     allowed_paths,
     domain_values,
@@ -17,7 +17,6 @@ from pipelines.tune_space import (
     trial_overrides,
     validate_space,
 )
-from pipelines.validate import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = sorted((ROOT / "tune_spaces").glob("*.yaml"))
@@ -58,7 +57,10 @@ def test_cross_method__gives_each_method_a_valid_config_of_its_own():
         config = load_config(space.base_config, trial_overrides(space.space, {"method": option}))
         methods.append(config.method.name)
     assert len(set(methods)) == len(methods) >= 4
-    assert load_config(space.base_config, trial_overrides(space.space, {"method": options[3]})).augment.recipe == "multicrop"
+    assert (
+        load_config(space.base_config, trial_overrides(space.space, {"method": options[3]})).augment.recipe
+        == "multicrop"
+    )
 
 
 def test_unknown_path__fails_naming_it_and_nearby_keys():
@@ -106,7 +108,9 @@ def test_bad_scheduler__fails_naming_the_setting():
 
 def test_loss_as_the_sweep_metric__is_refused_naming_the_key():
     space = load_space(ROOT / "tune_spaces" / "smoke.yaml")
-    with pytest.raises(ConfigError, match=r"metric: 'train/loss' is not allowed: sweeps optimise an evaluation"):
+    with pytest.raises(
+        ConfigError, match=r"metric: 'train/loss' is not allowed: sweeps optimise an evaluation"
+    ):
         validate_space(replace(space, metric="train/loss", mode="min"))
 
 

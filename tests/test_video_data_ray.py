@@ -11,7 +11,9 @@ STEP = 4  # frame i is a flat gray of level STEP * i (survives resizing, croppin
 
 
 def _gray_counter(n: int) -> np.ndarray:
-    return np.repeat((STEP * np.arange(n, dtype=np.uint8))[:, None, None, None], 48 * 64 * 3).reshape(n, 48, 64, 3)
+    return np.repeat((STEP * np.arange(n, dtype=np.uint8))[:, None, None, None], 48 * 64 * 3).reshape(
+        n, 48, 64, 3
+    )
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +26,21 @@ def video_config(tmp_path_factory):
     data = (root / "v0.mp4").read_bytes()
     (root / "half.mp4").write_bytes(data[: len(data) // 2])
     values = to_dict(ExperimentConfig())
-    values["data"] |= {"source": "video_folder", "path": str(root), "image_size": 32, "channels": 3,
-                       "max_bad_fraction": 0.5}  # fmt: skip
-    values["video"] |= {"frames": 4, "stride": 2, "pairs_per_video": 3, "holdout_fraction": 0.2,
-                        "eval_clips_per_video": 2, "index_path": str(root.parent / "index.parquet")}  # fmt: skip
+    values["data"] |= {
+        "source": "video_folder",
+        "path": str(root),
+        "image_size": 32,
+        "channels": 3,
+        "max_bad_fraction": 0.5,
+    }
+    values["video"] |= {
+        "frames": 4,
+        "stride": 2,
+        "pairs_per_video": 3,
+        "holdout_fraction": 0.2,
+        "eval_clips_per_video": 2,
+        "index_path": str(root.parent / "index.parquet"),
+    }
     return config_from_dict(values)
 
 
@@ -37,7 +50,7 @@ def _rows(ds) -> dict[str, np.ndarray]:
 
 
 def test_build_video_datasets__pairs_labels_bad_files_and_disjoint_monitor(ray_local, video_config):
-    from pipelines.video_data import build_video_datasets
+    from pipelines.data.video import build_video_datasets
 
     datasets = build_video_datasets(video_config)
     assert (datasets.report.total, datasets.report.bad) == (5, 2)
@@ -62,13 +75,17 @@ def test_build_video_datasets__pairs_labels_bad_files_and_disjoint_monitor(ray_l
 
 def test_clip_pairs__a_video_failing_at_training_time_is_skipped(tmp_path):
     from cl_core.transforms import ClipRecipe
-    from pipelines.video_data import _clip_pairs
+    from pipelines.data.video import _clip_pairs
 
     write_video(tmp_path / "good.mp4", _gray_counter(30), keyframe_interval=6)
     (tmp_path / "gone.mp4").write_bytes(b"not a video")
-    batch = {"path": np.array([str(tmp_path / "good.mp4"), str(tmp_path / "gone.mp4")], dtype=object),
-             "train_end": np.array([24, 24]), "keyframes": np.array([[0, 6, 12, 18, 24], []], dtype=object),
-             "video_id": np.array([0, 1]), "key": np.array([0, 1])}  # fmt: skip
+    batch = {
+        "path": np.array([str(tmp_path / "good.mp4"), str(tmp_path / "gone.mp4")], dtype=object),
+        "train_end": np.array([24, 24]),
+        "keyframes": np.array([[0, 6, 12, 18, 24], []], dtype=object),
+        "video_id": np.array([0, 1]),
+        "key": np.array([0, 1]),
+    }
     clip = {"frames": 4, "stride": 2, "distance_power": 1.0}
     out = _clip_pairs(batch, clip, ClipRecipe(size=16), short_side=18, channels=1, train_seed=0)
     assert out["clip_0"].shape == (1, 4, 1, 16, 16) and out["label"].tolist() == [0]
@@ -84,13 +101,21 @@ def test_build_index__reprobes_only_new_or_changed_files(tmp_path, monkeypatch):
     index_path = tmp_path / "idx" / "index.parquet"
     first = video_index.build_index(tmp_path, index_path)
     assert first.column_names == video_index.SCHEMA.names and first.num_rows == 3
-    assert first["decodable"].to_pylist() == [True, True, False] and first["frames"].to_pylist()[:2] == [12, 10]
+    assert first["decodable"].to_pylist() == [True, True, False] and first["frames"].to_pylist()[:2] == [
+        12,
+        10,
+    ]
     probed = []
-    monkeypatch.setattr(video_index, "probe", lambda p, **kw: probed.append(p.name) or video_index.VideoInfo(
-        5, 25.0, 0.2, 64, 48, (0,), True))  # fmt: skip
+    monkeypatch.setattr(
+        video_index,
+        "probe",
+        lambda p, **kw: probed.append(p.name) or video_index.VideoInfo(5, 25.0, 0.2, 64, 48, (0,), True),
+    )
     write_video(tmp_path / "a.mp4", _gray_counter(14))  # changed: new size and mtime
     write_video(tmp_path / "d.mp4", _gray_counter(8))  # new
     second = video_index.build_index(tmp_path, index_path)
     assert sorted(probed) == ["a.mp4", "d.mp4"] and second.num_rows == 4
     frames = dict(zip(second["path"].to_pylist(), second["frames"].to_pylist()))
-    assert frames[str(tmp_path / "b.mkv")] == 10 and frames[str(tmp_path / "a.mp4")] == 5  # reused / re-probed
+    assert (
+        frames[str(tmp_path / "b.mkv")] == 10 and frames[str(tmp_path / "a.mp4")] == 5
+    )  # reused / re-probed

@@ -26,7 +26,9 @@ def counter_frames(n: int) -> np.ndarray:
 def read_counter(frames: np.ndarray) -> np.ndarray:
     """(n, C, 64, 64) decoded counter frames -> (n,) indices."""
     width = SIDE // BITS
-    bars = frames[:, 0, 16:48].astype(float).reshape(len(frames), 32, BITS, width)[..., 2:-2].mean(axis=(1, 3))
+    bars = (
+        frames[:, 0, 16:48].astype(float).reshape(len(frames), 32, BITS, width)[..., 2:-2].mean(axis=(1, 3))
+    )
     return ((bars > 128) * (1 << np.arange(BITS))).sum(axis=1)
 
 
@@ -49,7 +51,11 @@ def test_probe__counts_frames_and_keyframes(counter_videos, name):
     info = probe(counter_videos[name])
     assert info.decodable and info.error == ""
     assert info.frames == FRAMES and (info.width, info.height) == (SIDE, SIDE)
-    expected = {"gop10.mp4": tuple(range(0, FRAMES, 10)), "gop7.mkv": tuple(range(0, FRAMES, 7)), "gop250.mp4": (0,)}
+    expected = {
+        "gop10.mp4": tuple(range(0, FRAMES, 10)),
+        "gop7.mkv": tuple(range(0, FRAMES, 7)),
+        "gop250.mp4": (0,),
+    }
     assert info.keyframes == expected[name]
 
 
@@ -59,7 +65,10 @@ def test_decode_frames__returns_exactly_the_requested_frames(counter_videos, nam
     info, rng = probe(counter_videos[name]), np.random.default_rng(0)
     keyframes = info.keyframes if with_keyframes else None
     index_lists = [rng.integers(0, FRAMES, size=n) for n in (1, 5, 16, 40)]
-    index_lists += [np.array([FRAMES - 1, 0, 57, 57, 13]), np.array([9, 10, 11, 69, 70, 71, 119])]  # across keyframes
+    index_lists += [
+        np.array([FRAMES - 1, 0, 57, 57, 13]),
+        np.array([9, 10, 11, 69, 70, 71, 119]),
+    ]  # across keyframes
     for indices in index_lists:
         frames = decode_frames(counter_videos[name], indices, SIDE, keyframes=keyframes)
         assert frames.shape == (len(indices), 3, SIDE, SIDE) and frames.dtype == np.uint8

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cl_core.video.sampling import clip_indices, clip_span, eval_clip_starts, sample_clip_pair, start_distance_pmf
+from cl_core.video.sampling import (
+    clip_indices,
+    clip_span,
+    eval_clip_starts,
+    sample_clip_pair,
+    start_distance_pmf,
+)
 
 
 def test_clip_span__is_frames_minus_one_times_stride_plus_one():
@@ -25,8 +31,12 @@ def test_start_distance_pmf__linear_decrease_uniform_and_degenerate():
 
 def _distances(num_frames: int, power: float, n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return np.array([abs(int(a[0]) - int(b[0])) for a, b in
-                     (sample_clip_pair(num_frames, 4, 2, power, rng) for _ in range(n))])  # fmt: skip
+    return np.array(
+        [
+            abs(int(a[0]) - int(b[0]))
+            for a, b in (sample_clip_pair(num_frames, 4, 2, power, rng) for _ in range(n))
+        ]
+    )
 
 
 @pytest.mark.parametrize("power", [1.0, 0.0])
@@ -78,7 +88,9 @@ def test_sample_clip_pair__short_video_loops_frames():
 def test_eval_clip_starts__evenly_spaced_and_deterministic():
     starts = eval_clip_starts(0, 40, 4, 2, 4)  # span 7, starts in [0, 33]
     np.testing.assert_array_equal(starts, [4, 12, 21, 29])
-    assert (eval_clip_starts(80, 100, 4, 2, 3) + 7 <= 100).all() and eval_clip_starts(80, 100, 4, 2, 3).min() >= 80
+    assert (eval_clip_starts(80, 100, 4, 2, 3) + 7 <= 100).all() and eval_clip_starts(
+        80, 100, 4, 2, 3
+    ).min() >= 80
 
 
 def test_eval_clip_starts__short_range_sits_as_far_right_as_possible():

@@ -29,15 +29,25 @@ def test_augment_clip_pair__frames_of_a_clip_share_one_augmentation(channels):
 
 
 def test_augment_clip_pair__differs_between_clips_and_samples():
-    out_0, out_1 = augment_clip_pair(_still_clips(6, 4), None, ClipRecipe(size=24), torch.Generator().manual_seed(0))
+    out_0, out_1 = augment_clip_pair(
+        _still_clips(6, 4), None, ClipRecipe(size=24), torch.Generator().manual_seed(0)
+    )
     for i in range(6):
         assert not torch.equal(out_0[i], out_1[i])
     assert not torch.equal(out_0[0], out_0[1])
 
 
 def test_augment_clip_pair__identity_recipe_returns_the_clips():
-    recipe = ClipRecipe(size=48, min_scale=1.0, ratio=(1.0, 1.0), jitter_prob=0.0, grayscale_prob=0.0,
-                        blur_prob=(0.0, 0.0), solarize_prob=(0.0, 0.0), flip_prob=0.0)  # fmt: skip
+    recipe = ClipRecipe(
+        size=48,
+        min_scale=1.0,
+        ratio=(1.0, 1.0),
+        jitter_prob=0.0,
+        grayscale_prob=0.0,
+        blur_prob=(0.0, 0.0),
+        solarize_prob=(0.0, 0.0),
+        flip_prob=0.0,
+    )
     clips = _still_clips(2, 3)
     out_0, out_1 = augment_clip_pair(clips, clips.clone(), recipe, torch.Generator().manual_seed(0))
     assert torch.equal(out_0, clips) and torch.equal(out_1, clips)
@@ -47,9 +57,13 @@ def test_augment_clip_pair__different_frames_get_the_same_ops():
     # The draws do not depend on pixel values: a clip (A, B) must give frame 0 as the clip
     # (A, A) and frame 1 as the clip (B, B) under the same seed.
     a, b = _textured(3, seed=1), _textured(3, seed=2)
-    mixed, only_a, only_b = (torch.stack(pair, dim=1) for pair in ((a, b), (a, a), (b, b)))  # (3, 2, 3, 48, 48)
+    mixed, only_a, only_b = (
+        torch.stack(pair, dim=1) for pair in ((a, b), (a, a), (b, b))
+    )  # (3, 2, 3, 48, 48)
     recipe = ClipRecipe(size=24)
-    outs = [augment_clip_pair(x, None, recipe, torch.Generator().manual_seed(3)) for x in (mixed, only_a, only_b)]
+    outs = [
+        augment_clip_pair(x, None, recipe, torch.Generator().manual_seed(3)) for x in (mixed, only_a, only_b)
+    ]
     for clip in (0, 1):
         assert torch.equal(outs[0][clip][:, 0], outs[1][clip][:, 0])
         assert torch.equal(outs[0][clip][:, 1], outs[2][clip][:, 1])
@@ -78,8 +92,9 @@ def test_augment_clips__blur_and_solarize_follow_the_per_clip_probabilities():
 
 @pytest.mark.parametrize("chunk_frames", [1, 7, 10_000])  # per frame, chunks across clips, whole batch
 @pytest.mark.parametrize("channels", [3, 1])
-def test_augment_clips__colour_stage_in_chunks_of_frames_gives_the_whole_batch_result(monkeypatch, channels,
-                                                                                      chunk_frames):  # fmt: skip
+def test_augment_clips__colour_stage_in_chunks_of_frames_gives_the_whole_batch_result(
+    monkeypatch, channels, chunk_frames
+):
     g = torch.Generator().manual_seed(3)
     clips = torch.randint(0, 256, (5, 4, channels, 40, 40), dtype=torch.uint8, generator=g)  # distinct frames
     recipe = ClipRecipe(size=24)  # clip 0 always blurred, clip 1 may be solarised: every op runs

@@ -86,14 +86,17 @@ def fine_tune_top1(
         num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     s = settings
     torch.manual_seed(s.seed)  # the head's init
-    model = nn.Sequential(copy.deepcopy(encoder), nn.Flatten(), nn.Linear(encoder.output_dim, num_classes)).to(device)
+    model = nn.Sequential(
+        copy.deepcopy(encoder), nn.Flatten(), nn.Linear(encoder.output_dim, num_classes)
+    ).to(device)
     model.train()
     n = train_images.shape[0]
     batch_size = min(s.batch_size, n)
     per_epoch = max(1, n // batch_size)
     total = max(s.epochs * per_epoch, s.min_steps)
-    optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, nesterov=True,
-                                weight_decay=s.weight_decay)  # fmt: skip
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=s.lr, momentum=s.momentum, nesterov=True, weight_decay=s.weight_decay
+    )
     generator = torch.Generator().manual_seed(s.seed)
     labels = train_labels.long()
     step = 0

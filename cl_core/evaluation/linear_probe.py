@@ -125,21 +125,26 @@ def linear_probe(
     from cl_core.evaluation.subsets import balanced_subset
 
     if not 0.0 < val_fraction < 1.0 or check_every < 1 or max_iterations < check_every:
-        raise ValueError(f"need 0 < val_fraction < 1 and 1 <= check_every <= max_iterations, "
-                         f"got {val_fraction}, {check_every}, {max_iterations}")  # fmt: skip
+        raise ValueError(
+            f"need 0 < val_fraction < 1 and 1 <= check_every <= max_iterations, "
+            f"got {val_fraction}, {check_every}, {max_iterations}"
+        )
     if num_classes is None:
         num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     val = torch.zeros(train_labels.numel(), dtype=torch.bool)
     val[balanced_subset(train_labels, val_fraction, seed)] = True
-    x_fit, x_val = _standardise(train_features[~val].float().to(device), train_features[val].float().to(device))
+    x_fit, x_val = _standardise(
+        train_features[~val].float().to(device), train_features[val].float().to(device)
+    )
     _, x_test = _standardise(train_features[~val].float().to(device), test_features.float().to(device))
     y_fit, y_val = train_labels[~val].long().to(device), train_labels[val].long().cpu()
 
     best: tuple[float, int, float, dict] | None = None  # (val top-1, -iterations, -wd, head state)
     for wd in weight_decays:
         head = _initial_head(x_fit.shape[1], num_classes, seed).to(device)
-        optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=check_every, history_size=20,
-                                      line_search_fn="strong_wolfe")  # fmt: skip
+        optimizer = torch.optim.LBFGS(
+            head.parameters(), lr=1.0, max_iter=check_every, history_size=20, line_search_fn="strong_wolfe"
+        )
         stale = 0
         for done in range(check_every, max_iterations + 1, check_every):
             optimizer.step(lambda: _closure(optimizer, head, x_fit, y_fit, wd))
@@ -171,6 +176,8 @@ def _initial_head(dim: int, num_classes: int, seed: int) -> nn.Linear:
     return head
 
 
-def _closure(optimizer: torch.optim.Optimizer, head: nn.Linear, x: Tensor, y: Tensor, weight_decay: float) -> Tensor:
+def _closure(
+    optimizer: torch.optim.Optimizer, head: nn.Linear, x: Tensor, y: Tensor, weight_decay: float
+) -> Tensor:
     optimizer.zero_grad(set_to_none=True)
     return _objective(head, x, y, weight_decay, 65536)

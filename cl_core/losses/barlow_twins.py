@@ -17,9 +17,7 @@ def _standardise(z: Tensor) -> Tensor:
     return (z - mean) / torch.sqrt(var + BATCH_NORM_EPS)
 
 
-def barlow_twins_loss(
-    z_a: Tensor, z_b: Tensor, lambda_offdiag: float = 5e-3, gather: bool = False
-) -> Tensor:
+def barlow_twins_loss(z_a: Tensor, z_b: Tensor, lambda_offdiag: float = 5e-3, gather: bool = False) -> Tensor:
     """Barlow Twins: Zbontar et al., arXiv 2103.03230, eq. 1 and Algorithm 1.
 
     ``c = std(z_a)^T std(z_b) / N``; loss ``sum_i (1 - c_ii)^2 + lambda * sum_{i != j} c_ij^2``.

@@ -20,7 +20,9 @@ class SimSiam(Method):
         predictor_hidden_dim: predictor bottleneck (paper: 512).
     """
 
-    def __init__(self, backbone: nn.Module, projection_dim: int = 2048, predictor_hidden_dim: int = 512) -> None:
+    def __init__(
+        self, backbone: nn.Module, projection_dim: int = 2048, predictor_hidden_dim: int = 512
+    ) -> None:
         super().__init__(backbone)
         self.projector = projection_mlp(
             self.feature_dim,

@@ -84,7 +84,11 @@ class SwAV(Method):
             w = w.detach()
         scores = [zi @ w.T for zi in z]  # n_crops x (b, K)
         queue_scores = None
-        if self.queues and progress >= self.queue_start_fraction and all(q.filled == q.size for q in self.queues):
+        if (
+            self.queues
+            and progress >= self.queue_start_fraction
+            and all(q.filled == q.size for q in self.queues)
+        ):
             queue_scores = [q.values @ w.detach().T for q in self.queues]  # num_assign x (Q, K)
         temperature, epsilon, iterations = self.loss_args
         loss = swav_loss(scores, self.num_assign, temperature, epsilon, iterations, queue_scores, self.gather)

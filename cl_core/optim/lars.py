@@ -49,8 +49,13 @@ class LARS(torch.optim.Optimizer):
         trust_coefficient: float = 0.001,
         eps: float = 1e-8,
     ) -> None:
-        for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay),
-                            ("trust_coefficient", trust_coefficient), ("eps", eps)):  # fmt: skip
+        for name, value in (
+            ("lr", lr),
+            ("momentum", momentum),
+            ("weight_decay", weight_decay),
+            ("trust_coefficient", trust_coefficient),
+            ("eps", eps),
+        ):
             if value < 0.0:
                 raise ValueError(f"LARS {name} must be >= 0, got {value}")
         defaults = dict(

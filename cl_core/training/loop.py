@@ -12,7 +12,7 @@ from torch import nn
 
 from cl_core.distributed import all_ranks
 from cl_core.methods.base import Method, MethodOutput
-from cl_core.monitors import embedding_std, effective_rank
+from cl_core.monitors import effective_rank, embedding_std
 
 #: A batch as the loop sees it: views ready for the network (float, on device) and labels.
 Batch = tuple[list[torch.Tensor], torch.Tensor | None]
@@ -80,7 +80,9 @@ def _optimizer_step(
     """Forward under optional autocast, backward, clip, step. Raises on a non-finite loss
     before the backward, so a NaN never reaches the weights; under DDP every rank raises when
     any rank's loss is non-finite (one rank going on into the backward's all-reduce would hang)."""
-    with torch.autocast(views[0].device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+    with torch.autocast(
+        views[0].device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+    ):
         output: MethodOutput = model(views, targets)
     if not all_ranks(torch.isfinite(output.loss.detach())):
         raise FloatingPointError("non-finite loss")
@@ -139,10 +141,16 @@ def train_steps(
             output = _optimizer_step(model, optimizer, views, targets, autocast_dtype, grad_clip)
         except FloatingPointError:
             last = {k: v / max(count, 1) for k, v in sums.items()}
-            raise NonFiniteLossError(step, getattr(method, "method_name", type(method).__name__), last) from None
+            raise NonFiniteLossError(
+                step, getattr(method, "method_name", type(method).__name__), last
+            ) from None
         step += 1
         method.after_optimizer_step(step / schedules.total_steps)
-        step_metrics = {"loss": float(output.loss.detach()), "lr": float(schedules.lr[step - 1]), **output.metrics}
+        step_metrics = {
+            "loss": float(output.loss.detach()),
+            "lr": float(schedules.lr[step - 1]),
+            **output.metrics,
+        }
         for key, value in step_metrics.items():
             sums[key] = sums.get(key, 0.0) + float(value)
         count, images = count + 1, images + views[0].shape[0]
@@ -150,7 +158,12 @@ def train_steps(
             on_step(step, step_metrics)
     elapsed = max(time.perf_counter() - started, 1e-9)
     result = {k: v / max(count, 1) for k, v in sums.items()}
-    result.update(steps=float(count), last_step=float(step), images_per_s=images / elapsed, wait_fraction=waited / elapsed)
+    result.update(
+        steps=float(count),
+        last_step=float(step),
+        images_per_s=images / elapsed,
+        wait_fraction=waited / elapsed,
+    )
     if output is not None and output.embeddings is not None:
         result["embedding_std"] = embedding_std(output.embeddings)
         result["effective_rank"] = effective_rank(output.embeddings)

@@ -135,8 +135,14 @@ def pretrain(
     history: list[dict[str, float]] = []
     step = 0
     for epoch in range(settings.epochs):
-        metrics = train_steps(method, optimizer, _batches(images.shape[0], settings.batch_size, generator),
-                              prepare, schedules, start_step=step)  # fmt: skip
+        metrics = train_steps(
+            method,
+            optimizer,
+            _batches(images.shape[0], settings.batch_size, generator),
+            prepare,
+            schedules,
+            start_step=step,
+        )
         step = int(metrics["last_step"])
         metrics["epoch"] = float(epoch + 1)
         if eval_split is not None:

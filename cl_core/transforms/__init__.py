@@ -1,11 +1,18 @@
 """View recipes of SSL methods: frozen parameters, a batched fast path and a torchvision reference.
 
-    recipe = build_recipe("simclr", size=32, blur_prob=0.0)
-    views = make_views(uint8_images, recipe, torch.Generator().manual_seed(0))  # float [0, 1]
-    crops = make_views(uint8_images, recipe, generator, colour=False)           # uint8, colour later
+recipe = build_recipe("simclr", size=32, blur_prob=0.0)
+views = make_views(uint8_images, recipe, torch.Generator().manual_seed(0))  # float [0, 1]
+crops = make_views(uint8_images, recipe, generator, colour=False)           # uint8, colour later
 """
 
-from cl_core.transforms.batched import colour_stage, geometric_stage, make_views, normalize, normalize_clips, sample_crop_boxes
+from cl_core.transforms.batched import (
+    colour_stage,
+    geometric_stage,
+    make_views,
+    normalize,
+    normalize_clips,
+    sample_crop_boxes,
+)
 from cl_core.transforms.clips import ClipRecipe, augment_clip_pair, augment_clips
 from cl_core.transforms.params import ViewParams, ViewRecipe
 from cl_core.transforms.recipes import RECIPES, build_recipe, byol, moco_v2, multicrop, none, simclr

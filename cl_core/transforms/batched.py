@@ -19,7 +19,14 @@ from cl_core.transforms.crops import flip_where, resized_crops, sample_crop_boxe
 from cl_core.transforms.jitter import apply_jitter, apply_to, draw_jitter
 from cl_core.transforms.params import ViewParams, ViewRecipe
 
-__all__ = ["colour_stage", "cpu_chunk_rows", "geometric_stage", "make_views", "normalize", "sample_crop_boxes"]
+__all__ = [
+    "colour_stage",
+    "cpu_chunk_rows",
+    "geometric_stage",
+    "make_views",
+    "normalize",
+    "sample_crop_boxes",
+]
 
 #: Float elements per chunk of images when a colour stage runs on the CPU (``augment_clips``,
 #: ``pipelines.data.augment_batch``): ~8 MB temporaries, below glibc's 32 MB mmap threshold, so
@@ -28,7 +35,8 @@ CPU_COLOUR_CHUNK_ELEMENTS = 2**21
 
 
 def cpu_chunk_rows(channels: int, size: int) -> int:
-    """Images of (channels, size, size) per chunk of a CPU colour stage (``CPU_COLOUR_CHUNK_ELEMENTS``, >= 1)."""
+    """Images of (channels, size, size) per chunk of a CPU colour stage (>= 1): about
+    ``CPU_COLOUR_CHUNK_ELEMENTS`` floats."""
     return max(1, CPU_COLOUR_CHUNK_ELEMENTS // (channels * size * size))
 
 

@@ -56,18 +56,30 @@ class ClipRecipe:
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 2.5:
             raise ValueError(f"strength must be in [0, 2.5], got {self.strength}")
-        self.views  # validates every field through ViewParams
+        _ = self.views  # validates every field through ViewParams
 
     @property
     def views(self) -> tuple[ViewParams, ViewParams]:
         """The ``ViewParams`` of clip 0 and clip 1."""
         s = self.strength
-        common = dict(size=self.size, min_scale=self.min_scale, max_scale=self.max_scale, ratio=tuple(self.ratio),
-                      flip_prob=self.flip_prob, jitter_prob=self.jitter_prob, brightness=0.8 * s,
-                      contrast=0.8 * s, saturation=0.8 * s, hue=0.2 * s, grayscale_prob=self.grayscale_prob,
-                      blur_sigma=tuple(self.blur_sigma))  # fmt: skip
-        return tuple(ViewParams(**common, blur_prob=self.blur_prob[i], solarize_prob=self.solarize_prob[i])
-                     for i in range(2))  # fmt: skip
+        common = dict(
+            size=self.size,
+            min_scale=self.min_scale,
+            max_scale=self.max_scale,
+            ratio=tuple(self.ratio),
+            flip_prob=self.flip_prob,
+            jitter_prob=self.jitter_prob,
+            brightness=0.8 * s,
+            contrast=0.8 * s,
+            saturation=0.8 * s,
+            hue=0.2 * s,
+            grayscale_prob=self.grayscale_prob,
+            blur_sigma=tuple(self.blur_sigma),
+        )
+        return tuple(
+            ViewParams(**common, blur_prob=self.blur_prob[i], solarize_prob=self.solarize_prob[i])
+            for i in range(2)
+        )
 
 
 def _repeat(x: torch.Tensor, frames: int) -> torch.Tensor:
@@ -87,12 +99,15 @@ def augment_clips(clips: torch.Tensor, params: ViewParams, generator: torch.Gene
         (n, T, C, size, size) uint8 clips (the float result rounded back).
     """
     if clips.dtype != torch.uint8 or clips.ndim != 5 or clips.shape[2] not in (1, 3):
-        raise ValueError(f"clips must be uint8 (n, T, C, H, W), C in {{1, 3}}, "
-                         f"got {clips.dtype} {tuple(clips.shape)}")
+        raise ValueError(
+            f"clips must be uint8 (n, T, C, H, W), C in {{1, 3}}, got {clips.dtype} {tuple(clips.shape)}"
+        )
     n, t, c, h, w = clips.shape
     boxes = _repeat(sample_crop_boxes(n, h, w, params, generator), t)  # (n*T, 4)
     flip = _repeat(torch.rand(n, generator=generator) < params.flip_prob, t)  # (n*T,)
-    frames = flip_where(resized_crops(clips.reshape(n * t, c, h, w), boxes, params.size), flip)  # (n*T, C, s, s)
+    frames = flip_where(
+        resized_crops(clips.reshape(n * t, c, h, w), boxes, params.size), flip
+    )  # (n*T, C, s, s)
     jitter = draw_jitter(n, params, generator)
     jitter = JitterDraws(*(_repeat(x, t) for x in (jitter.apply, jitter.order, jitter.factors)))
     gray = _repeat(torch.rand(n, generator=generator) < params.grayscale_prob, t)

@@ -97,16 +97,23 @@ def resized_crops(
         out = images.new_empty((images.shape[0], images.shape[1], size, size))
         for i, (top, left, height, width) in enumerate(boxes.tolist()):
             crop = images[i : i + 1, :, top : top + height, left : left + width]
-            out[i] = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False,
-                                   antialias=antialias)[0]  # fmt: skip
+            out[i] = F.interpolate(
+                crop, size=(size, size), mode="bilinear", align_corners=False, antialias=antialias
+            )[0]
         return out
     floats = images.float()
     boxes = boxes.to(device=images.device, dtype=floats.dtype)
     top, left, height, width = boxes.unbind(dim=1)
     index = torch.arange(images.shape[0], device=images.device, dtype=floats.dtype)
     rois = torch.stack([index, left, top, left + width, top + height], dim=1)  # (b, 5): i, x1, y1, x2, y2
-    crops = roi_align(floats, rois, output_size=(size, size), spatial_scale=1.0,
-                      sampling_ratio=0 if antialias else 1, aligned=True)  # fmt: skip
+    crops = roi_align(
+        floats,
+        rois,
+        output_size=(size, size),
+        spatial_scale=1.0,
+        sampling_ratio=0 if antialias else 1,
+        aligned=True,
+    )
     return crops.round_().clamp_(0, 255).to(torch.uint8)
 
 

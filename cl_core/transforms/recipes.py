@@ -37,9 +37,18 @@ def simclr(
     """
     if not 0.0 <= strength <= 2.5:
         raise ValueError(f"strength must be in [0, 2.5], got {strength}")
-    view = ViewParams(size=size, min_scale=min_scale, jitter_prob=0.8, brightness=0.8 * strength,
-                      contrast=0.8 * strength, saturation=0.8 * strength, hue=0.2 * strength,
-                      grayscale_prob=0.2, blur_prob=blur_prob, blur_sigma=BLUR_SIGMA)  # fmt: skip
+    view = ViewParams(
+        size=size,
+        min_scale=min_scale,
+        jitter_prob=0.8,
+        brightness=0.8 * strength,
+        contrast=0.8 * strength,
+        saturation=0.8 * strength,
+        hue=0.2 * strength,
+        grayscale_prob=0.2,
+        blur_prob=blur_prob,
+        blur_sigma=BLUR_SIGMA,
+    )
     return ViewRecipe(views=(view, view), num_global=2)
 
 
@@ -49,8 +58,17 @@ def byol(size: int = 224, min_scale: float = 0.08) -> ViewRecipe:
     Jitter p 0.8 with brightness 0.4, contrast 0.4, saturation 0.2, hue 0.1 in random order;
     grayscale p 0.2; blur p 1.0 / 0.1; solarisation p 0.0 / 0.2 (threshold 0.5, i.e. 128).
     """
-    common = dict(size=size, min_scale=min_scale, jitter_prob=0.8, brightness=0.4, contrast=0.4,
-                  saturation=0.2, hue=0.1, grayscale_prob=0.2, blur_sigma=BLUR_SIGMA)  # fmt: skip
+    common = dict(
+        size=size,
+        min_scale=min_scale,
+        jitter_prob=0.8,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.2,
+        hue=0.1,
+        grayscale_prob=0.2,
+        blur_sigma=BLUR_SIGMA,
+    )
     first = ViewParams(**common, blur_prob=1.0, solarize_prob=0.0)
     second = ViewParams(**common, blur_prob=0.1, solarize_prob=0.2)
     return ViewRecipe(views=(first, second), num_global=2)
@@ -62,9 +80,18 @@ def moco_v2(size: int = 224, min_scale: float = 0.2) -> ViewRecipe:
     ``RandomResizedCrop(224, scale=(0.2, 1.))``, jitter (0.4, 0.4, 0.4, 0.1) p 0.8,
     grayscale p 0.2, blur sigma U(0.1, 2.0) p 0.5, flip.
     """
-    view = ViewParams(size=size, min_scale=min_scale, jitter_prob=0.8, brightness=0.4, contrast=0.4,
-                      saturation=0.4, hue=0.1, grayscale_prob=0.2, blur_prob=0.5,
-                      blur_sigma=BLUR_SIGMA)  # fmt: skip
+    view = ViewParams(
+        size=size,
+        min_scale=min_scale,
+        jitter_prob=0.8,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.4,
+        hue=0.1,
+        grayscale_prob=0.2,
+        blur_prob=0.5,
+        blur_sigma=BLUR_SIGMA,
+    )
     return ViewRecipe(views=(view, view), num_global=2)
 
 
@@ -83,17 +110,38 @@ def _dino_views(size: int, scale: tuple[float, float], kind: str) -> ViewParams:
     """DINO's ``DataAugmentationDINO``: jitter (0.4, 0.4, 0.2, 0.1) p 0.8, gray 0.2, then
     global 1: blur 1.0; global 2: blur 0.1 + solarize 0.2; local: blur 0.5."""
     blur, solarize = {"global1": (1.0, 0.0), "global2": (0.1, 0.2), "local": (0.5, 0.0)}[kind]
-    return ViewParams(size=size, min_scale=scale[0], max_scale=scale[1], jitter_prob=0.8, brightness=0.4,
-                      contrast=0.4, saturation=0.2, hue=0.1, grayscale_prob=0.2, blur_prob=blur,
-                      blur_sigma=BLUR_SIGMA, solarize_prob=solarize)  # fmt: skip
+    return ViewParams(
+        size=size,
+        min_scale=scale[0],
+        max_scale=scale[1],
+        jitter_prob=0.8,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.2,
+        hue=0.1,
+        grayscale_prob=0.2,
+        blur_prob=blur,
+        blur_sigma=BLUR_SIGMA,
+        solarize_prob=solarize,
+    )
 
 
 def _swav_views(size: int, scale: tuple[float, float]) -> ViewParams:
     """SwAV's ``MultiCropDataset``: ``get_color_distortion(s=1.0)`` i.e. jitter (0.8, 0.8, 0.8, 0.2)
     p 0.8 and gray 0.2, then ``PILRandomGaussianBlur`` p 0.5 sigma U(0.1, 2), on every crop."""
-    return ViewParams(size=size, min_scale=scale[0], max_scale=scale[1], jitter_prob=0.8, brightness=0.8,
-                      contrast=0.8, saturation=0.8, hue=0.2, grayscale_prob=0.2, blur_prob=0.5,
-                      blur_sigma=BLUR_SIGMA)  # fmt: skip
+    return ViewParams(
+        size=size,
+        min_scale=scale[0],
+        max_scale=scale[1],
+        jitter_prob=0.8,
+        brightness=0.8,
+        contrast=0.8,
+        saturation=0.8,
+        hue=0.2,
+        grayscale_prob=0.2,
+        blur_prob=0.5,
+        blur_sigma=BLUR_SIGMA,
+    )
 
 
 def multicrop(
@@ -151,8 +199,17 @@ def none(size: int = 224, num_views: int = 1) -> ViewRecipe:
     """
     if num_views < 1:
         raise ValueError(f"num_views must be >= 1, got {num_views}")
-    view = ViewParams(size=size, min_scale=1.0, max_scale=1.0, ratio=(1.0, 1.0), flip_prob=0.0,
-                      jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0)  # fmt: skip
+    view = ViewParams(
+        size=size,
+        min_scale=1.0,
+        max_scale=1.0,
+        ratio=(1.0, 1.0),
+        flip_prob=0.0,
+        jitter_prob=0.0,
+        grayscale_prob=0.0,
+        blur_prob=0.0,
+        solarize_prob=0.0,
+    )
     return ViewRecipe(views=(view,) * num_views, num_global=num_views)
 
 

@@ -17,20 +17,28 @@ from cl_core.transforms.params import ViewParams, ViewRecipe
 
 def view_transform(params: ViewParams) -> v2.Compose:
     """The torchvision pipeline of one view, PIL image in, float (c, s, s) tensor in [0, 1] out."""
-    jitter = v2.ColorJitter(brightness=params.brightness, contrast=params.contrast,
-                            saturation=params.saturation, hue=params.hue)  # fmt: skip
+    jitter = v2.ColorJitter(
+        brightness=params.brightness, contrast=params.contrast, saturation=params.saturation, hue=params.hue
+    )
     blur = v2.GaussianBlur(kernel_size=blur_kernel_size(params.size), sigma=params.blur_sigma)
-    return v2.Compose([
-        v2.RandomResizedCrop(params.size, scale=(params.min_scale, params.max_scale), ratio=params.ratio,
-                             interpolation=InterpolationMode.BILINEAR, antialias=True),
-        v2.RandomHorizontalFlip(p=params.flip_prob),
-        v2.RandomApply([jitter], p=params.jitter_prob),
-        v2.RandomGrayscale(p=params.grayscale_prob),
-        v2.RandomApply([blur], p=params.blur_prob),
-        v2.RandomSolarize(threshold=params.solarize_threshold, p=params.solarize_prob),
-        v2.PILToTensor(),
-        v2.ToDtype(torch.float32, scale=True),
-    ])  # fmt: skip
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(
+                params.size,
+                scale=(params.min_scale, params.max_scale),
+                ratio=params.ratio,
+                interpolation=InterpolationMode.BILINEAR,
+                antialias=True,
+            ),
+            v2.RandomHorizontalFlip(p=params.flip_prob),
+            v2.RandomApply([jitter], p=params.jitter_prob),
+            v2.RandomGrayscale(p=params.grayscale_prob),
+            v2.RandomApply([blur], p=params.blur_prob),
+            v2.RandomSolarize(threshold=params.solarize_threshold, p=params.solarize_prob),
+            v2.PILToTensor(),
+            v2.ToDtype(torch.float32, scale=True),
+        ]
+    )
 
 
 def _to_pil_list(images: np.ndarray | torch.Tensor) -> list[Image.Image]:

@@ -115,8 +115,7 @@ def _segments(wanted: np.ndarray, keyframes: Sequence[int] | None) -> list[np.nd
     """Split sorted unique ``wanted`` indices where a keyframe lies after one and at or before the next."""
     if keyframes is None or len(wanted) < 2:
         return [wanted]
-    cuts = [k for k in range(1, len(wanted))
-            if _keyframe_before(keyframes, int(wanted[k])) > wanted[k - 1]]  # fmt: skip
+    cuts = [k for k in range(1, len(wanted)) if _keyframe_before(keyframes, int(wanted[k])) > wanted[k - 1]]
     return np.split(wanted, cuts)
 
 
@@ -141,7 +140,9 @@ def _convert(frame: "av.VideoFrame", short_side: int, channels: int) -> np.ndarr
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
-def _decode_segment(container, stream, segment: np.ndarray, out: dict, short_side: int, channels: int) -> None:
+def _decode_segment(
+    container, stream, segment: np.ndarray, out: dict, short_side: int, channels: int
+) -> None:
     """Seek to the keyframe at or before ``segment[0]``, decode forward, convert ``segment``'s frames."""
     start, time_base, rate = _start(stream), stream.time_base, _rate(stream)
     target = start + round(Fraction(int(segment[0])) / rate / time_base)

@@ -14,7 +14,9 @@ import av
 import numpy as np
 
 
-def _open_writer(dst: Path, width: int, height: int, rate: Fraction, codec: str, keyframe_interval: int, crf: int):
+def _open_writer(
+    dst: Path, width: int, height: int, rate: Fraction, codec: str, keyframe_interval: int, crf: int
+):
     options = {"movflags": "+faststart"} if dst.suffix.lower() in (".mp4", ".mov") else {}
     container = av.open(str(dst), mode="w", options=options)
     stream = container.add_stream(codec, rate=rate)
@@ -22,15 +24,23 @@ def _open_writer(dst: Path, width: int, height: int, rate: Fraction, codec: str,
     stream.pix_fmt = "yuv420p" if codec != "ffv1" else "yuv444p"
     stream.codec_context.gop_size = keyframe_interval
     if codec == "libx264":  # fixed GOP: no scene-cut keyframes, no open GOPs
-        stream.options = {"crf": str(crf), "preset": "veryfast", "sc_threshold": "0",
-                          "keyint_min": str(keyframe_interval)}  # fmt: skip
+        stream.options = {
+            "crf": str(crf),
+            "preset": "veryfast",
+            "sc_threshold": "0",
+            "keyint_min": str(keyframe_interval),
+        }
     return container, stream
 
 
 def write_video(
-    dst: str | Path, frames: np.ndarray, fps: float = 25.0, codec: str = "libx264",
-    keyframe_interval: int = 8, crf: int = 18,
-) -> None:  # fmt: skip
+    dst: str | Path,
+    frames: np.ndarray,
+    fps: float = 25.0,
+    codec: str = "libx264",
+    keyframe_interval: int = 8,
+    crf: int = 18,
+) -> None:
     """Encode (n, h, w, 3) uint8 RGB frames (h, w even for yuv420p) to ``dst``.
 
     Args:
@@ -44,11 +54,14 @@ def write_video(
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     _, height, width, _ = frames.shape
-    container, stream = _open_writer(dst, width, height, Fraction(fps).limit_denominator(1001), codec,
-                                     keyframe_interval, crf)  # fmt: skip
+    container, stream = _open_writer(
+        dst, width, height, Fraction(fps).limit_denominator(1001), codec, keyframe_interval, crf
+    )
     with container:
         for pixels in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")))
+            container.mux(
+                stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24"))
+            )
         container.mux(stream.encode(None))
 
 

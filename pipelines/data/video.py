@@ -2,7 +2,7 @@
 
     datasets = build_video_datasets(config)   # train rows: clip_0, clip_1 uint8 (T, C, s, s), label
 
-Train rows start as the decodable videos of the index (``pipelines.video_index``), each repeated
+Train rows start as the decodable videos of the index (``pipelines.data.video_index``), each repeated
 ``video.pairs_per_video`` times; a ``map_batches`` call takes a few of them, draws a CVRL clip
 pair per row inside the video's training range ``[0, train_end)`` (fresh entropy every call,
 so every epoch draws new pairs), decodes only those frames at ``decode_size`` and augments the
@@ -19,7 +19,6 @@ into the training range (``cl_core.video.eval_clip_starts``).
 
 import logging
 import secrets
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -29,20 +28,19 @@ import torch
 
 from cl_core.transforms import ClipRecipe, augment_clip_pair
 from cl_core.video import VideoDecodeError, clip_indices, decode_frames, eval_clip_starts, sample_clip_pair
-from pipelines.corpus import MAX_EXAMPLES, check_corpus, task_resources
-from pipelines.data import Datasets, batch_seed, clip_recipe_from_config
-from pipelines.decode import CorpusReport
-from pipelines.malloc import keep_freed_memory
-from pipelines.video_index import load_index
-
-if TYPE_CHECKING:
-    from pipelines.config import ExperimentConfig
+from pipelines.config import ExperimentConfig, clip_recipe_from_config
+from pipelines.data.corpus import task_resources
+from pipelines.data.datasets import Datasets
+from pipelines.data.images import batch_seed
+from pipelines.data.malloc import keep_freed_memory
+from pipelines.data.report import MAX_EXAMPLES, CorpusReport, check_corpus
+from pipelines.data.video_index import load_index
 
 LOG = logging.getLogger(__name__)
 PAIRS_PER_TASK = 8  # clip pairs per map_batches call: 16 clips of T frames, ~0.1-1 s of decoding
 
 
-def decode_size(config: "ExperimentConfig") -> int:
+def decode_size(config: ExperimentConfig) -> int:
     """Short side of decoded frames: ``video.decode_size``, else ``round(image_size * 8 / 7)``."""
     return config.video.decode_size or round(config.data.image_size * 8 / 7)
 
@@ -63,12 +61,25 @@ def _report(index: pa.Table) -> CorpusReport:
 def _videos(index: pa.Table, holdout: float) -> list[dict]:
     """Decodable videos sorted by path, with ``video_id`` (their rank) and ``train_end``."""
     rows = sorted((r for r in index.to_pylist() if r["decodable"]), key=lambda r: r["path"])
-    return [{"video_id": i, "path": r["path"], "frames": r["frames"], "keyframes": list(r["keyframes"]),
-             "train_end": train_end(r["frames"], holdout)} for i, r in enumerate(rows)]  # fmt: skip
+    return [
+        {
+            "video_id": i,
+            "path": r["path"],
+            "frames": r["frames"],
+            "keyframes": list(r["keyframes"]),
+            "train_end": train_end(r["frames"], holdout),
+        }
+        for i, r in enumerate(rows)
+    ]
 
 
 def _clip_pairs(
-    batch: dict[str, np.ndarray], clip: dict, recipe: ClipRecipe, short_side: int, channels: int, train_seed: int
+    batch: dict[str, np.ndarray],
+    clip: dict,
+    recipe: ClipRecipe,
+    short_side: int,
+    channels: int,
+    train_seed: int,
 ) -> dict[str, np.ndarray]:
     """The per-epoch UDF: a fresh CVRL pair per row, decoded by seeking, then augmented.
 
@@ -87,14 +98,17 @@ def _clip_pairs(
     torch.set_num_threads(1)  # concurrent tasks share the cores (see pipelines/data.py)
     keep_freed_memory()
     t, keys = clip["frames"], batch["key"]
-    seed = batch_seed(train_seed, int(keys[0]) if len(keys) else 0, secrets.randbits(64))  # new pairs every epoch
+    seed = batch_seed(
+        train_seed, int(keys[0]) if len(keys) else 0, secrets.randbits(64)
+    )  # new pairs every epoch
     rng, clips, labels = np.random.default_rng(seed), [], []
     columns = (batch["path"], batch["train_end"], batch["keyframes"], batch["video_id"])
     for path, end, keyframes, label in zip(*columns):
         first, second = sample_clip_pair(int(end), t, clip["stride"], clip["distance_power"], rng)
         try:
-            frames = decode_frames(str(path), np.concatenate([first, second]), short_side, channels,
-                                   [int(k) for k in keyframes])  # fmt: skip
+            frames = decode_frames(
+                str(path), np.concatenate([first, second]), short_side, channels, [int(k) for k in keyframes]
+            )
         except VideoDecodeError as exc:
             LOG.warning("skipped a clip pair of %s: %s", path, exc)
             continue
@@ -108,7 +122,9 @@ def _clip_pairs(
     return {"clip_0": out_0.numpy(), "clip_1": out_1.numpy(), "label": np.asarray(labels, np.int64)}
 
 
-def _eval_clips(batch: dict[str, np.ndarray], frames: int, stride: int, short_side: int, size: int, channels: int):
+def _eval_clips(
+    batch: dict[str, np.ndarray], frames: int, stride: int, short_side: int, size: int, channels: int
+):
     """Un-augmented monitor clips: ``clip`` (m, T, C, size, size) uint8 centre crops, ``label`` (m,)."""
     torch.set_num_threads(1)
     clips, labels, top = [], [], (short_side - size) // 2
@@ -122,10 +138,13 @@ def _eval_clips(batch: dict[str, np.ndarray], frames: int, stride: int, short_si
         clips.append(pixels[:, :, top : top + size, top : top + size])
         labels.append(int(label))
     shape = (len(clips), frames, channels, size, size)
-    return {"clip": np.stack(clips) if clips else np.zeros(shape, np.uint8), "label": np.asarray(labels, np.int64)}
+    return {
+        "clip": np.stack(clips) if clips else np.zeros(shape, np.uint8),
+        "label": np.asarray(labels, np.int64),
+    }
 
 
-def _eval_rows(videos: list[dict], config: "ExperimentConfig", held_out: bool) -> list[dict]:
+def _eval_rows(videos: list[dict], config: ExperimentConfig, held_out: bool) -> list[dict]:
     """One row per monitor clip: the video's fields and the clip's ``start``."""
     v, rows = config.video, []
     for video in videos:
@@ -133,28 +152,42 @@ def _eval_rows(videos: list[dict], config: "ExperimentConfig", held_out: bool) -
         if end <= first:
             continue
         for start in eval_clip_starts(first, end, v.frames, v.stride, v.eval_clips_per_video):
-            rows.append({"path": video["path"], "frames": video["frames"], "video_id": video["video_id"],
-                         "start": int(start)})  # fmt: skip
+            rows.append(
+                {
+                    "path": video["path"],
+                    "frames": video["frames"],
+                    "video_id": video["video_id"],
+                    "start": int(start),
+                }
+            )
     return rows
 
 
-def _eval_sets(videos: list[dict], config: "ExperimentConfig", tasks: dict) -> tuple[ray.data.Dataset | None, ...]:
+def _eval_sets(
+    videos: list[dict], config: ExperimentConfig, tasks: dict
+) -> tuple[ray.data.Dataset | None, ...]:
     """(memory bank, queries) of the retrieval monitor, materialised, or (None, None)."""
     if len(videos) < 2 or config.video.holdout_fraction == 0:
         LOG.warning("no clip retrieval monitor: needs >= 2 decodable videos and video.holdout_fraction > 0")
         return None, None
-    kwargs = {"frames": config.video.frames, "stride": config.video.stride, "short_side": decode_size(config),
-              "size": config.data.image_size, "channels": config.data.channels}  # fmt: skip
+    kwargs = {
+        "frames": config.video.frames,
+        "stride": config.video.stride,
+        "short_side": decode_size(config),
+        "size": config.data.image_size,
+        "channels": config.data.channels,
+    }
     out = []
     for held_out, limit in ((False, config.eval.train_size), (True, config.eval.test_size)):
         rows = _eval_rows(videos, config, held_out)[:limit]
-        clips = ray.data.from_items(rows).map_batches(_eval_clips, fn_kwargs=kwargs, batch_size=PAIRS_PER_TASK,
-                                                      **tasks)  # fmt: skip
+        clips = ray.data.from_items(rows).map_batches(
+            _eval_clips, fn_kwargs=kwargs, batch_size=PAIRS_PER_TASK, **tasks
+        )
         out.append(clips.materialize())
     return tuple(out)
 
 
-def build_video_datasets(config: "ExperimentConfig") -> Datasets:
+def build_video_datasets(config: ExperimentConfig) -> Datasets:
     """Index the videos, check bad files, then the per-epoch clip-pair dataset and the monitor sets.
 
     Raises:
@@ -168,14 +201,21 @@ def build_video_datasets(config: "ExperimentConfig") -> Datasets:
     videos = _videos(index, v.holdout_fraction)
     # Pair-major order: every run of len(videos) rows holds each video once, so a training batch
     # mixes videos (video-major rows gave batches of one video: every pair a positive, no negatives).
-    rows = [video | {"key": k * len(videos) + video["video_id"]}
-            for k in range(v.pairs_per_video) for video in videos]  # fmt: skip
+    rows = [
+        video | {"key": k * len(videos) + video["video_id"]}
+        for k in range(v.pairs_per_video)
+        for video in videos
+    ]
     items = ray.data.from_items(rows)  # Ray: starts a local instance when none is running
     tasks = task_resources(config)
     recipe = clip_recipe_from_config(config)
-    kwargs = {"clip": {"frames": v.frames, "stride": v.stride, "distance_power": v.distance_power},
-              "recipe": recipe, "short_side": decode_size(config), "channels": config.data.channels,
-              "train_seed": config.train.seed}  # fmt: skip
+    kwargs = {
+        "clip": {"frames": v.frames, "stride": v.stride, "distance_power": v.distance_power},
+        "recipe": recipe,
+        "short_side": decode_size(config),
+        "channels": config.data.channels,
+        "train_seed": config.train.seed,
+    }
     train = items.map_batches(_clip_pairs, fn_kwargs=kwargs, batch_size=PAIRS_PER_TASK, **tasks)
     eval_train, eval_test = _eval_sets(videos, config, tasks)
     return Datasets(train, eval_train, eval_test, report, len(rows))

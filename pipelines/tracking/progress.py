@@ -17,8 +17,11 @@ class ProgressLine:
         elapsed = time.perf_counter() - self.started
         done = max(step - self.first_step, 1)
         eta = elapsed / done * (self.total_steps - step)
-        parts = [f"epoch {epoch}/{self.epochs}", f"step {step}/{self.total_steps}",
-                 f"loss {metrics.get('train/loss', float('nan')):.4f}"]  # fmt: skip
+        parts = [
+            f"epoch {epoch}/{self.epochs}",
+            f"step {step}/{self.total_steps}",
+            f"loss {metrics.get('train/loss', float('nan')):.4f}",
+        ]
         if "eval/knn_top1" in metrics:
             parts.append(f"knn {metrics['eval/knn_top1']:.4f}")
         parts += [f"{metrics.get('data/images_per_s', 0.0):.0f} img/s", f"ETA {format_seconds(eta)}"]

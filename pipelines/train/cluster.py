@@ -1,30 +1,14 @@
-"""Connecting to Ray and choosing where a run's files go. Ray touch points are labelled."""
+"""Connecting to Ray, checking the cluster can place a run, keeping Ray's logs quiet. Ray touch points
+are labelled."""
 
 import logging
-import os
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import ray
 
-if TYPE_CHECKING:
-    from pipelines.config import ExperimentConfig
+from pipelines.config import ConfigError, ExperimentConfig
 
 LOG = logging.getLogger(__name__)
 LOCAL_INSTANCE = "a new local Ray instance"  # what connect() returns after starting one
-RAY_SESSION_MARKER = "/runtime_resources/"  # where Ray unpacks a job's --working-dir
-
-
-def output_home() -> Path:
-    """The directory relative output paths and the default MLflow store resolve against.
-
-    The current directory, except inside a ``ray job submit --working-dir`` copy (under Ray's
-    session folder, deleted later): then ``$SSL_PIPELINE_HOME`` or ``~/ssl-pipeline``.
-    """
-    if "SSL_PIPELINE_HOME" in os.environ:
-        return Path(os.environ["SSL_PIPELINE_HOME"]).expanduser().resolve()
-    cwd = Path.cwd().resolve()
-    return Path.home() / "ssl-pipeline" if RAY_SESSION_MARKER in str(cwd) else cwd
 
 
 def connect(num_cpus: int | None = None) -> str:
@@ -32,8 +16,11 @@ def connect(num_cpus: int | None = None) -> str:
     or start a local Ray instance. Returns a description for the log."""
     # WARNING for every process of the job (driver, Data tasks, Train workers and controller):
     # Ray's per-dataset and per-report INFO lines would bury the epoch progress line.
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": True,
-             "logging_config": ray.LoggingConfig(encoding="TEXT", log_level="WARNING")}  # fmt: skip
+    quiet = {
+        "logging_level": logging.WARNING,
+        "log_to_driver": True,
+        "logging_config": ray.LoggingConfig(encoding="TEXT", log_level="WARNING"),
+    }
     if ray.is_initialized():
         return "the Ray instance already initialised in this process"
     try:
@@ -46,7 +33,7 @@ def connect(num_cpus: int | None = None) -> str:
     return LOCAL_INSTANCE
 
 
-def check_capacity(config: "ExperimentConfig", fixed: bool) -> None:
+def check_capacity(config: ExperimentConfig, fixed: bool) -> None:
     """Fail before any Ray work when the Train workers can never all be placed.
 
     Args:
@@ -57,19 +44,28 @@ def check_capacity(config: "ExperimentConfig", fixed: bool) -> None:
     Raises:
         ConfigError: naming ``scaling.*`` / ``placement.*`` and what the cluster has.
     """
-    from pipelines.validate import ConfigError
-
     have = ray.cluster_resources()  # Ray: the cluster's total resources now
     s, role = config.scaling, config.placement.train_resource
-    need = {"CPU": s.num_workers * s.cpus_per_worker, **({"GPU": float(s.num_workers)} if s.use_gpu else {}),
-            **({role: float(s.num_workers)} if role else {})}  # fmt: skip
+    need = {
+        "CPU": s.num_workers * s.cpus_per_worker,
+        **({"GPU": float(s.num_workers)} if s.use_gpu else {}),
+        **({role: float(s.num_workers)} if role else {}),
+    }
     short = {k: (v, have.get(k, 0.0)) for k, v in need.items() if have.get(k, 0.0) < v}
     if not short:
         return
-    key = "placement.train_resource" if role in short else "scaling.use_gpu" if "GPU" in short else "scaling.num_workers"
+    key = (
+        "placement.train_resource"
+        if role in short
+        else "scaling.use_gpu"
+        if "GPU" in short
+        else "scaling.num_workers"
+    )
     detail = ", ".join(f"{k}: needs {v:g}, the cluster has {h:g}" for k, (v, h) in short.items())
-    message = (f"{key}: {s.num_workers} Train workers x {s.cpus_per_worker:g} CPU{' + 1 GPU' if s.use_gpu else ''}"
-               f" do not fit ({detail}); lower scaling.num_workers / scaling.cpus_per_worker or add nodes")  # fmt: skip
+    message = (
+        f"{key}: {s.num_workers} Train workers x {s.cpus_per_worker:g} CPU{' + 1 GPU' if s.use_gpu else ''}"
+        f" do not fit ({detail}); lower scaling.num_workers / scaling.cpus_per_worker or add nodes"
+    )
     if fixed:
         raise ConfigError(message)
     LOG.warning("%s (waiting for the autoscaler, if the cluster has one)", message)

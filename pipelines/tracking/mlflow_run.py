@@ -37,8 +37,12 @@ def reachable_uri(uri: str, fallback_dir: str | Path) -> str:
         return uri
     except Exception as exc:  # noqa: BLE001  (connection refused, DNS, 5xx, auth: all mean "not usable now")
         local = f"sqlite:///{Path(fallback_dir).resolve() / 'mlflow.db'}"
-        LOG.warning("MLflow at %s does not answer (%s); this run is tracked in %s instead",
-                    redact(uri), str(exc).splitlines()[0][:200], local)  # fmt: skip
+        LOG.warning(
+            "MLflow at %s does not answer (%s); this run is tracked in %s instead",
+            redact(uri),
+            str(exc).splitlines()[0][:200],
+            local,
+        )
         return local
 
 
@@ -61,7 +65,11 @@ def artifact_location(uri: str, experiment: str) -> str | None:
 
 
 def start_run(
-    uri: str, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str],
+    uri: str,
+    experiment: str,
+    run_name: str,
+    params: dict[str, Any],
+    tags: dict[str, str],
     parent_run_id: str | None = None,
 ) -> str:
     """Create a run (experiment created on first use), nested under ``parent_run_id`` if given
@@ -71,7 +79,9 @@ def start_run(
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = (
-        found.experiment_id if found else client.create_experiment(experiment, artifact_location(uri, experiment))
+        found.experiment_id
+        if found
+        else client.create_experiment(experiment, artifact_location(uri, experiment))
     )
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     items = [(k, "None" if v is None else str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(params.items())]
@@ -116,13 +126,18 @@ class MetricLogger:
         self._pending += batch
         try:
             for start in range(0, len(self._pending), 1000):  # MLflow's log_batch limit
-                self.client.log_batch(self.run_id, metrics=self._pending[start : start + 1000], synchronous=True)
+                self.client.log_batch(
+                    self.run_id, metrics=self._pending[start : start + 1000], synchronous=True
+                )
         except Exception as exc:  # noqa: BLE001  (any transport or server error: keep training)
             self._keep_locally(batch, exc)
             return
         if self._warned:
-            LOG.warning("MLflow at %s answers again: uploaded %d pending metric points", redact(self.uri),
-                        len(self._pending))  # fmt: skip
+            LOG.warning(
+                "MLflow at %s answers again: uploaded %d pending metric points",
+                redact(self.uri),
+                len(self._pending),
+            )
             self._warned = False
         self._pending = []
 
@@ -138,12 +153,28 @@ class MetricLogger:
             self.spool.parent.mkdir(parents=True, exist_ok=True)
             with open(self.spool, "a") as f:
                 for m in batch:
-                    f.write(json.dumps({"run_id": self.run_id, "key": m.key, "value": m.value, "step": m.step,
-                                        "timestamp": m.timestamp}) + "\n")  # fmt: skip
+                    f.write(
+                        json.dumps(
+                            {
+                                "run_id": self.run_id,
+                                "key": m.key,
+                                "value": m.value,
+                                "step": m.step,
+                                "timestamp": m.timestamp,
+                            }
+                        )
+                        + "\n"
+                    )
         if not self._warned:
             where = f"; every point is also in {self.spool}" if self.spool else ""
-            LOG.warning("MLflow at %s is unreachable (%s): training continues, %d metric points kept to upload "
-                        "when it answers%s", redact(self.uri), str(exc).splitlines()[0][:200], len(self._pending), where)  # fmt: skip
+            LOG.warning(
+                "MLflow at %s is unreachable (%s): training continues, %d metric points kept to upload "
+                "when it answers%s",
+                redact(self.uri),
+                str(exc).splitlines()[0][:200],
+                len(self._pending),
+                where,
+            )
             self._warned = True
 
 

@@ -7,20 +7,18 @@ hold out the rows with ``held_out(key)`` for the kNN monitor's test set (Fashion
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import ray.data
 
-from pipelines import readers
-from pipelines.decode import CorpusReport, block_rows, decode_batch, held_out
-
-if TYPE_CHECKING:
-    from pipelines.config import DataConfig, ExperimentConfig
+from cl_core.datasets.decode import decode_batch, held_out
+from pipelines.config import DataConfig, ExperimentConfig
+from pipelines.data import readers
+from pipelines.data.readers import block_rows
+from pipelines.data.report import MAX_EXAMPLES, CorpusReport, check_corpus
 
 LOG = logging.getLogger(__name__)
 DECODE_BATCH_ROWS = 64  # where the files decide the blocks (Parquet): bounds a decode call's memory
-MAX_EXAMPLES = 20
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ class Corpus:
     tasks: dict[str, object]
 
 
-def task_resources(config: "ExperimentConfig") -> dict[str, object]:
+def task_resources(config: ExperimentConfig) -> dict[str, object]:
     """``num_cpus=augment.cpus_per_task`` (fractional: the tasks fit beside the Train workers) and
     at most as many concurrent tasks as the cluster has CPUs beyond the Train workers' (>= 1).
     With ``placement.data_resource``: one unit of it per task (tasks run only on the data tier)
@@ -62,15 +60,20 @@ def task_resources(config: "ExperimentConfig") -> dict[str, object]:
     """
     role = config.placement.data_resource
     if role is not None:
-        nodes = [n["Resources"] for n in ray.nodes() if n["Alive"] and role in n["Resources"]]  # Ray: the data tier
+        nodes = [
+            n["Resources"] for n in ray.nodes() if n["Alive"] and role in n["Resources"]
+        ]  # Ray: the data tier
         spare, extra = int(sum(r.get("CPU", 0.0) for r in nodes)), {"resources": {role: 1}}
     else:
         cpus = ray.cluster_resources().get("CPU", 1.0)  # Ray: needs the cluster (Ray Data started it)
         spare, extra = int(cpus - config.scaling.num_workers * config.scaling.cpus_per_worker), {}
-    return {"num_cpus": config.augment.cpus_per_task, "compute": ray.data.TaskPoolStrategy(max(1, spare))} | extra
+    return {
+        "num_cpus": config.augment.cpus_per_task,
+        "compute": ray.data.TaskPoolStrategy(max(1, spare)),
+    } | extra
 
 
-def _decode(raw: ray.data.Dataset, data: "DataConfig", tasks: dict[str, object]) -> ray.data.Dataset:
+def _decode(raw: ray.data.Dataset, data: DataConfig, tasks: dict[str, object]) -> ray.data.Dataset:
     """Decoded and materialised; one decode call per raw block where the reader sets the blocks,
     so that each decoded block is one contiguous chunk (batches of it are views, not copies)."""
     kwargs = {"size": data.image_size, "channels": data.channels}
@@ -94,25 +97,7 @@ def _census(decoded: ray.data.Dataset) -> tuple[CorpusReport, np.ndarray, bool]:
     return report, good_keys, labelled and len(good_keys) > 0
 
 
-def check_corpus(report: CorpusReport, max_bad_fraction: float, where: str) -> None:
-    """Raise if too much of the corpus is bad, else log the skipped files (up to 20).
-
-    Raises:
-        ValueError: ``report.bad_fraction > max_bad_fraction`` or no good image; names up to 5
-            examples.
-    """
-    if report.bad == 0:
-        return
-    examples = "; ".join(f"{path}: {reason}" for path, reason in report.bad_examples[:5])
-    summary = f"{report.bad} of {report.total} images in {where} are bad ({report.bad_fraction:.1%})"
-    if report.bad_fraction > max_bad_fraction or report.bad == report.total:
-        why = f"> data.max_bad_fraction={max_bad_fraction}" if report.bad < report.total else "none readable"
-        raise ValueError(f"{summary}: {why}; e.g. {examples}")
-    listed = "\n  ".join(f"{path}: {reason}" for path, reason in report.bad_examples)
-    LOG.warning("%s and were skipped; the first %d:\n  %s", summary, len(report.bad_examples), listed)
-
-
-def read_corpus(config: "ExperimentConfig") -> Corpus:
+def read_corpus(config: ExperimentConfig) -> Corpus:
     """Read ``config.data``'s source, decode and resize every image once, account for bad files."""
     data, raw_test = config.data, None
     if data.source == "fashion_mnist":
@@ -142,7 +127,7 @@ def _eval_set(decoded: ray.data.Dataset, want_held_out: bool, holdout: float, si
     return decoded.map_batches(_eval_rows, fn_kwargs=kwargs, **tasks).limit(size).materialize()
 
 
-def eval_sets(corpus: Corpus, config: "ExperimentConfig") -> tuple[ray.data.Dataset | None, ...]:
+def eval_sets(corpus: Corpus, config: ExperimentConfig) -> tuple[ray.data.Dataset | None, ...]:
     """The kNN monitor's (memory bank, queries), un-augmented and materialised, or (None, None).
 
     Memory bank: the first ``eval.train_size`` training rows; queries: the first

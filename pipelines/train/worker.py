@@ -22,12 +22,18 @@ from cl_core.optim import build_optimizer, scale_lr, warmup_cosine
 from cl_core.training import NonFiniteLossError, StepSchedules, knn_monitor, train_steps, unwrap
 from cl_core.training.pretrain import LabelledSplit
 from cl_core.transforms import normalize_clips
-from pipelines.checkpoints import STATE_FILE, atomic_save, export_encoder, load_newest_valid, verified_load
-from pipelines.config import ExperimentConfig, config_from_dict
-from pipelines.data import device_views, normalization, recipe_from_config
-from pipelines.progress import ProgressLine
-from pipelines.session import quiet_ray
-from pipelines.tracking import MetricLogger
+from cl_core.transforms.stages import device_views
+from pipelines.config import ExperimentConfig, config_from_dict, normalization, recipe_from_config
+from pipelines.tracking.mlflow_run import MetricLogger
+from pipelines.tracking.progress import ProgressLine
+from pipelines.train.checkpoints import (
+    STATE_FILE,
+    atomic_save,
+    export_encoder,
+    load_newest_valid,
+    verified_load,
+)
+from pipelines.train.cluster import quiet_ray
 
 LOG = logging.getLogger(__name__)
 PRECISION = {"fp32": None, "bf16": torch.bfloat16}
@@ -46,7 +52,9 @@ def build_model(config: ExperimentConfig, world_size: int) -> torch.nn.Module:
     return method
 
 
-def batch_preparer(config: ExperimentConfig, rank: int) -> Callable[[dict], tuple[list[torch.Tensor], torch.Tensor]]:
+def batch_preparer(
+    config: ExperimentConfig, rank: int
+) -> Callable[[dict], tuple[list[torch.Tensor], torch.Tensor]]:
     """Turns a streamed batch (on the device) into (float normalised views, labels).
 
     Images: ``device_views`` (the colour stage here when ``augment.colour_on_device``). Clips
@@ -56,8 +64,10 @@ def batch_preparer(config: ExperimentConfig, rank: int) -> Callable[[dict], tupl
     mean, std = normalization(config)
     if config.data.source == "video_folder":
         fmt = torch.channels_last_3d if config.train.channels_last else torch.contiguous_format
-        return lambda batch: ([normalize_clips(batch[f"clip_{i}"], mean, std).contiguous(memory_format=fmt)
-                               for i in (0, 1)], batch["label"])  # fmt: skip
+        return lambda batch: (
+            [normalize_clips(batch[f"clip_{i}"], mean, std).contiguous(memory_format=fmt) for i in (0, 1)],
+            batch["label"],
+        )
     recipe = recipe_from_config(config)
     generator = torch.Generator().manual_seed(config.train.seed * 1000 + rank)
     fmt = torch.channels_last if config.train.channels_last else torch.contiguous_format
@@ -106,8 +116,10 @@ def _restore(model, optimizer) -> tuple[int, int, list[str]]:
         return 0, 0, skipped
     latest = Path(checkpoint.path)
     if latest.is_dir():  # local or shared file system: the run's other checkpoints are siblings
-        older = sorted((p for p in latest.parent.glob("checkpoint_*") if p.is_dir() and p.name < latest.name),
-                       reverse=True)  # fmt: skip
+        older = sorted(
+            (p for p in latest.parent.glob("checkpoint_*") if p.is_dir() and p.name < latest.name),
+            reverse=True,
+        )
         state, used, skipped = load_newest_valid([latest, *older])
         for reason in skipped:
             LOG.warning("skipped a corrupt checkpoint: %s", reason)
@@ -126,8 +138,16 @@ def _snapshot(model, optimizer, step: int, epoch: int) -> bytes:
     """What a checkpoint holds, serialised in memory (off the device), for
     ``train.on_non_finite: rollback``; every rank keeps its own."""
     buffer = io.BytesIO()
-    torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "epoch": epoch, "torch_rng": torch.get_rng_state()}, buffer)  # fmt: skip
+    torch.save(
+        {
+            "model": unwrap(model).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "epoch": epoch,
+            "torch_rng": torch.get_rng_state(),
+        },
+        buffer,
+    )
     return buffer.getvalue()
 
 
@@ -192,8 +212,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     per_worker = config.train.global_batch_size // world
     steps_per_epoch = loop_config["num_train_rows"] // config.train.global_batch_size
     schedules, peak = _schedules(config, steps_per_epoch)
-    optimizer = build_optimizer(unwrap(model), config.train.optimizer, peak, config.train.weight_decay,
-                                config.train.momentum)  # fmt: skip
+    optimizer = build_optimizer(
+        unwrap(model), config.train.optimizer, peak, config.train.weight_decay, config.train.momentum
+    )
     step, first_epoch, skipped = _restore(model, optimizer)
     prepare, (mean, std) = batch_preparer(config, rank), normalization(config)
     eval_split = _eval_split(config) if rank == 0 else None
@@ -221,9 +242,17 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         batches = shard.iter_torch_batches(batch_size=per_worker, drop_last=True, device=device)
         started = time.perf_counter()
         try:  # a NaN/inf loss raises NonFiniteLossError naming the step, method and last metrics
-            metrics = train_steps(model, optimizer, itertools.islice(batches, steps_per_epoch),
-                                  injector.wrap(prepare, step), schedules, step, PRECISION[config.train.precision],
-                                  config.train.grad_clip, on_step)  # fmt: skip
+            metrics = train_steps(
+                model,
+                optimizer,
+                itertools.islice(batches, steps_per_epoch),
+                injector.wrap(prepare, step),
+                schedules,
+                step,
+                PRECISION[config.train.precision],
+                config.train.grad_clip,
+                on_step,
+            )
         except NonFiniteLossError as error:
             if not rollback or rollbacks >= config.train.max_rollbacks:
                 raise
@@ -231,8 +260,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             factor = config.train.rollback_lr_factor
             step, epoch = _roll_back(model, optimizer, snapshot, device)
             schedules = StepSchedules(schedules.lr * factor, schedules.weight_decay)
-            note = (f"non-finite loss at step {error.step}: rolled back to step {step} (epoch {epoch}), "
-                    f"learning rate x{factor ** rollbacks:g} (rollback {rollbacks} of {config.train.max_rollbacks})")  # fmt: skip
+            note = (
+                f"non-finite loss at step {error.step}: rolled back to step {step} (epoch {epoch}), "
+                f"learning rate x{factor**rollbacks:g} (rollback {rollbacks} of {config.train.max_rollbacks})"
+            )
             LOG.warning("%s; last finite metrics: %s", note, error.last_metrics)
             if logger is not None:
                 logger.tag(f"non_finite.rollback_{rollbacks}", note)
@@ -242,8 +273,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         report = _epoch_metrics(metrics, epoch, step, time.perf_counter() - started, world)
         last = epoch + 1 == end_epoch
         if rank == 0 and eval_split is not None and (last or _due(config.eval.every_epochs, epoch)):
-            report["eval/knn_top1"] = knn_monitor(unwrap(model).backbone, eval_split, mean, std,
-                                                  config.eval.knn_k, config.eval.knn_temperature, device)  # fmt: skip
+            report["eval/knn_top1"] = knn_monitor(
+                unwrap(model).backbone,
+                eval_split,
+                mean,
+                std,
+                config.eval.knn_k,
+                config.eval.knn_temperature,
+                device,
+            )
         checkpoint = last or _due(config.checkpoint.every_epochs, epoch)
         _report(model, optimizer, step, epoch + 1, report, rank, checkpoint)
         if rollback and checkpoint:
@@ -262,13 +300,15 @@ def _due(every: int, epoch: int) -> bool:
 def _epoch_metrics(metrics: dict[str, float], epoch: int, step: int, seconds: float, world: int) -> dict:
     skip = {"steps", "last_step", "images_per_s", "wait_fraction", "embedding_std", "effective_rank"}
     report = {f"train/{k}": v for k, v in metrics.items() if k not in skip}
-    report.update({
-        "train/epoch": float(epoch + 1),
-        "train/step": float(step),
-        "train/epoch_seconds": seconds,
-        "data/images_per_s": metrics["images_per_s"] * world,
-        "data/wait_fraction": metrics["wait_fraction"],
-    })  # fmt: skip
+    report.update(
+        {
+            "train/epoch": float(epoch + 1),
+            "train/step": float(step),
+            "train/epoch_seconds": seconds,
+            "data/images_per_s": metrics["images_per_s"] * world,
+            "data/wait_fraction": metrics["wait_fraction"],
+        }
+    )
     for key in ("embedding_std", "effective_rank"):
         if key in metrics:
             report[f"monitor/{key}"] = metrics[key]

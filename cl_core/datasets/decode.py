@@ -1,4 +1,4 @@
-"""Image decoding and the one resize of a corpus: encoded bytes or pixel arrays -> uint8 (c, s, s).
+"""Image decoding (Ray-free) and the one resize of a corpus: encoded bytes or pixel arrays -> uint8 (c, s, s).
 
 The only place in the project that decodes images. Every image is made square once, before it
 is stored: the shorter side is resized to ``size`` (PIL bilinear, which low-pass filters when
@@ -14,51 +14,16 @@ arbitrary, often black); RGB -> L uses PIL's ITU-R 601-2 luma. Orientation follo
 
 import hashlib
 import io
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
-#: Raw rows per block of the readers; decoding keeps the blocks (one decode call per block), so
-#: the decoded corpus has blocks of these sizes too, each one contiguous Arrow chunk. File rows
-#: cost ~1-5 ms each to decode, array rows ~10 us. 256 files: one 224 px augmentation call
-#: (``pipelines.data.task_rows``) reads one decoded block in place.
-FILE_ROWS_PER_BLOCK = 256
-ARRAY_ROWS_PER_BLOCK = 4096
-_ROWS_PER_BLOCK = {"image_folder": FILE_ROWS_PER_BLOCK, "fashion_mnist": ARRAY_ROWS_PER_BLOCK}
-
-
-def block_rows(source: str) -> int | None:
-    """Rows per decoded block of a ``data.source``; None where the files decide (Parquet)."""
-    return _ROWS_PER_BLOCK.get(source)
 
 
 class BadImageError(ValueError):
     """Input that is not a usable image; the message is the reason (empty, unreadable, truncated)."""
-
-
-@dataclass
-class CorpusReport:
-    """Bad-file accounting of a corpus read.
-
-    Attributes:
-        total: rows read (files, Parquet rows or array images).
-        bad: rows skipped as empty, unreadable or truncated.
-        bad_examples: the first (path, reason) pairs, up to ~20.
-    """
-
-    total: int
-    bad: int
-    bad_examples: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def bad_fraction(self) -> float:
-        return self.bad / self.total if self.total else 0.0
-
-    def as_metrics(self) -> dict[str, int]:
-        return {"data/bad_files": self.bad, "data/total_files": self.total}
 
 
 def decode_image(data: bytes, size: int, channels: int) -> np.ndarray:
@@ -198,5 +163,10 @@ def decode_batch(batch: dict[str, np.ndarray], size: int, channels: int) -> dict
             errors[i], bad_paths[i] = str(exc), source
     labels = np.asarray(batch["label"], dtype=np.float64) if "label" in batch else np.full(n, -1.0)
     labels = np.where(np.isnan(labels), -1, labels).astype(np.int64)  # Arrow nulls arrive as NaN
-    return {"image": images, "label": labels, "key": keys, "error": np.array(errors, dtype=object),
-            "bad_path": np.array(bad_paths, dtype=object)}  # fmt: skip
+    return {
+        "image": images,
+        "label": labels,
+        "key": keys,
+        "error": np.array(errors, dtype=object),
+        "bad_path": np.array(bad_paths, dtype=object),
+    }

@@ -1,0 +1,1 @@
+"""Downstream evaluation of a trained encoder (kNN, linear probe, fine-tuning) on Ray."""

@@ -1,0 +1,157 @@
+"""A run's lifecycle: its directory, its MLflow run, the Ray Train fit, the encoder at the end.
+
+The CLIs (``pretrain.py``, ``tune.py``, ``evaluate.py``) and the sweep driver share these steps;
+none of them imports another CLI.
+"""
+
+import json
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from pipelines.config import ExperimentConfig, flatten, to_dict
+from pipelines.config.load import CONFIGS
+from pipelines.data.build import build_datasets
+from pipelines.home import output_home
+from pipelines.tracking.curves import plot_curves
+from pipelines.tracking.mlflow_run import (
+    MetricLogger,
+    default_tracking_uri,
+    end_run,
+    log_artifacts,
+    log_text,
+    reachable_uri,
+    redact,
+    reopen_run,
+    start_run,
+)
+from pipelines.train.checkpoints import ENCODER_FILE
+from pipelines.train.cluster import LOCAL_INSTANCE, check_capacity, connect, quiet_ray
+from pipelines.train.trainer import build_trainer, check_model_builds
+
+DEFAULT_CONFIG = CONFIGS / "default.yaml"
+RUN_INFO = "run_info.json"
+SMOKE = [
+    "train.epochs=1",
+    "data.limit=512",
+    "train.global_batch_size=64",
+    "eval.train_size=256",
+    "eval.test_size=256",
+    "eval.knn_k=20",
+]
+
+
+def resolve_run_dir(config: ExperimentConfig) -> Path:
+    base = Path(config.checkpoint.output_dir).expanduser()
+    base = base if base.is_absolute() else output_home() / base
+    return base / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def open_run(config: ExperimentConfig, run_dir: Path, uri: str, parent_run_id: str | None = None) -> str:
+    """Create the MLflow run (a sweep's child when ``parent_run_id``) and the run directory's
+    ``config.yaml`` / ``run_info.json``."""
+    tags = {
+        "method": config.method.name,
+        "backbone": config.backbone.name,
+        "dataset": config.data.source,
+        "config_name": config.name,
+    }
+    params = flatten(to_dict(config))
+    run_id = start_run(uri, config.tracking.experiment, run_dir.name, params, tags, parent_run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    (run_dir / RUN_INFO).write_text(json.dumps({"run_id": run_id, "tracking_uri": uri}, indent=2))
+    log_artifacts(uri, run_id, [run_dir / "config.yaml"])
+    return run_id
+
+
+def log_corpus_report(uri: str, run_id: str, report) -> None:
+    """``data/bad_files`` and ``data/total_files`` at step 0, and the bad files' paths and reasons
+    as ``bad_files.txt`` (the log has them too)."""
+    MetricLogger(uri, run_id).log(report.as_metrics(), 0)  # a resumed run skips the existing point
+    if report.bad_examples:
+        lines = [f"{report.bad} of {report.total} files skipped; the first {len(report.bad_examples)}:"]
+        log_text(
+            uri,
+            run_id,
+            "\n".join(lines + [f"{path}\t{reason}" for path, reason in report.bad_examples]) + "\n",
+            "bad_files.txt",
+        )
+
+
+def finish_run(result, run_dir: Path, uri: str, run_id: str, complete: bool) -> Path:
+    """Export the latest encoder next to the run and plot the curves; a complete run logs both
+    and is closed FINISHED, a stopped one is marked KILLED until ``--resume`` reopens it."""
+    if result.checkpoint is None:
+        raise RuntimeError("the run finished without a checkpoint")
+    with result.checkpoint.as_directory() as directory:
+        encoder = Path(shutil.copy(Path(directory) / ENCODER_FILE, run_dir / ENCODER_FILE))
+    curves = plot_curves(uri, run_id, run_dir / "curves.png")
+    if complete:
+        log_artifacts(uri, run_id, [encoder, curves])
+    end_run(uri, run_id, "FINISHED" if complete else "KILLED")
+    return encoder
+
+
+def pretrain(
+    config: ExperimentConfig, run_dir: Path, resume: bool = False, stop_after_epochs: int | None = None
+) -> dict[str, float]:
+    """Run (or resume) one pretraining job; returns the last reported metrics."""
+    check_model_builds(config)
+    where = connect()
+    print(f"Ray: using {where}", flush=True)
+    quiet_ray()
+    check_capacity(config, fixed=where == LOCAL_INSTANCE)
+    datasets = build_datasets(config)
+    report = datasets.report
+    unit = "clip pairs" if config.data.source == "video_folder" else "images"
+    print(
+        f"data: {datasets.num_train_rows} training {unit} per epoch ({report.bad} bad files skipped)",
+        flush=True,
+    )
+    if resume:
+        info = json.loads((run_dir / RUN_INFO).read_text())
+        uri, run_id = info["tracking_uri"], info["run_id"]
+        reopen_run(uri, run_id)
+    else:
+        uri = reachable_uri(config.tracking.tracking_uri or default_tracking_uri(output_home()), run_dir)
+        run_id = open_run(config, run_dir, uri)
+    print(f"MLflow: run {run_id} in {redact(uri)}", flush=True)
+    log_corpus_report(uri, run_id, report)
+    print(f"run directory: {run_dir}", flush=True)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        result = build_trainer(config, datasets, run_dir, run_id, uri, stop_after_epochs).fit()
+    except BaseException:
+        end_run(uri, run_id, "FAILED")
+        raise
+    finally:
+        # Ray: fit() leaves its Ctrl-C handler installed, and the handler holds the finished
+        # TrainController actor alive; restoring ours lets it go (a soak of 3 runs in one
+        # process otherwise keeps the last controller).
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
+    metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    complete = int(metrics.get("train/epoch", 0)) >= config.train.epochs
+    encoder = finish_run(result, run_dir, uri, run_id, complete)
+    if not complete:
+        print(
+            f"stopped after epoch {int(metrics['train/epoch'])}; continue with: "
+            f"python pipelines/pretrain.py --resume {run_dir}",
+            flush=True,
+        )
+    knn = metrics.get("eval/knn_top1")
+    print(
+        f"done: loss {metrics.get('train/loss', float('nan')):.4f}"
+        + (f", kNN top-1 {knn:.4f}" if knn is not None else "")
+        + f"; encoder: {encoder}"
+    )
+    if uri.startswith("sqlite:"):
+        print(f"open the UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000", flush=True)
+    else:
+        print(f"open the UI: {redact(uri)}", flush=True)
+    return metrics

@@ -1,0 +1,1 @@
+"""Ray Tune sweeps: spaces validated against the config, and the driver."""

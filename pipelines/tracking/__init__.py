@@ -1,0 +1,1 @@
+"""MLflow tracking: runs and metrics, curves, progress lines, the method comparison."""

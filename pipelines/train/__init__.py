@@ -1,0 +1,1 @@
+"""The Ray Train side: the worker loop, checkpoints, the trainer, the cluster checks."""
