@@ -46,7 +46,7 @@ from cl_core.transforms import ViewRecipe, build_recipe, reference_views
 from cl_core.transforms.stages import augment_batch
 from pipelines.config import load_config, recipe_from_config
 from pipelines.data.corpus import read_corpus
-from pipelines.data.images import _train_rows, augmented_rows, corpus_rows_per_task, task_rows
+from pipelines.data.images import _train_rows, augmented_rows, call_rows, corpus_rows_per_task
 from pipelines.data.malloc import keep_freed_memory
 
 
@@ -216,7 +216,7 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, rounds: 
             images = load_fashion_mnist(limit=fmnist_limit)[0][:, None]
         recipe, rows, on_device = (
             recipe_from_config(config),
-            task_rows(config),
+            call_rows(config),
             config.augment.colour_on_device,
         )
         loop = lambda: plain_loop(images, recipe, on_device, rows)  # noqa: E731
@@ -243,7 +243,7 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, rounds: 
 def task_sizing(name: str, corpus, config, pairs: int) -> None:
     """Part 3: Ray epoch time with ``rows_per_task`` vs one call per task, ``pairs`` pairs (the
     order alternates), after a warm-up of each."""
-    call, rows = task_rows(config), corpus_rows_per_task(corpus, config)
+    call, rows = call_rows(config), corpus_rows_per_task(corpus, config)
     head = f"\nTask sizing, {name} ({corpus.report.total} images) on one slot:"
     if rows == call:
         print(f"{head} one call per task ({call} rows) either way, nothing to compare")

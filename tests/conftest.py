@@ -47,3 +47,21 @@ def smoke_run(ray_local, tmp_path_factory):
     metrics = run.pretrain(config, run_dir)
     run_id = json.loads((run_dir / run.RUN_INFO).read_text())["run_id"]
     return config, run_dir, uri, run_id, metrics
+
+
+RAY_FIXTURES = {"ray_local", "smoke_run"}
+RAY_MODULES = {
+    "test_job_submit",
+    "test_cluster_multinode",
+}  # start Ray clusters of their own (tests/local_cluster.py)
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that starts or uses Ray ``ray``, so ``pytest -m "not ray"`` is the fast lane
+    of Ray-free tests (a few minutes on 2 cores) and the full suite stays ``pytest``."""
+    for item in items:
+        if (
+            RAY_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or item.module.__name__.split(".")[-1] in RAY_MODULES
+        ):
+            item.add_marker(pytest.mark.ray)

@@ -12,7 +12,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from pipelines.data.video_index import main
+from pipelines.compare import cli
 from pipelines.tracking.compare import (
     FILES,
     Row,
@@ -22,9 +22,9 @@ from pipelines.tracking.compare import (
     knn_curve,
     latest_per_method,
     markdown_table,
+    write_comparison,
 )
 from pipelines.tracking.mlflow_run import artifact_location
-from pipelines.tune import cli
 
 EXPERIMENT = "ssl-pretrain"
 T0 = 1_700_000_000_000  # ms
@@ -254,7 +254,7 @@ def test_main__writes_the_four_files_and_logs_them_as_a_report_run(store, tmp_pa
     shutil.copy(store.removeprefix("sqlite:///"), tmp_path / "mlflow.db")  # a copy: main adds a run
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     before = {r.run_id for r in collect(uri, EXPERIMENT)}
-    result = main(uri, EXPERIMENT, tmp_path / "out")
+    result = write_comparison(uri, EXPERIMENT, tmp_path / "out")
     assert [r.run_name for r in result["rows"]] == ["simclr-b", "byol"]
     assert sorted(p.name for p in result["files"]) == sorted(FILES)
     assert all(p.parent == tmp_path / "out" and p.stat().st_size > 0 for p in result["files"])
@@ -292,4 +292,4 @@ def test_cli__latest_reports_the_newest_run_per_method_and_records_the_selection
     with pytest.raises(SystemExit):
         cli(["--tracking-uri", uri, "--out", str(tmp_path / "x"), "--latest", "--all-runs", "--no-mlflow"])
     with pytest.raises(ValueError, match="exclusive"):
-        main(uri, EXPERIMENT, tmp_path / "y", log_to_mlflow=False, all_runs=True, latest=True)
+        write_comparison(uri, EXPERIMENT, tmp_path / "y", log_to_mlflow=False, all_runs=True, latest=True)

@@ -172,3 +172,52 @@ def test_exponent_without_a_dot__reads_as_a_number_in_files_and_overrides(tmp_pa
     assert (
         load_config(ROOT / "configs" / "smoke.yaml", ["name=1e5x"]).name == "1e5x"
     )  # not a number: a string
+
+
+def test_base__child_keys_win_and_method_params_are_replaced_whole(tmp_path):
+    (tmp_path / "parent.yaml").write_text(
+        "name: parent\nmethod: {name: simclr, params: {temperature: 0.3, hidden_dim: 64}}\n"
+        "train: {epochs: 7, base_lr: 0.1}\ndata: {limit: 100}\n"
+    )
+    (tmp_path / "child.yaml").write_text(
+        "base: parent.yaml\nname: child\n"
+        "method: {name: byol, params: {base_momentum: 0.9}}\ntrain: {epochs: 2}\n"
+    )
+    config = load_config(tmp_path / "child.yaml")
+    assert config.name == "child"
+    assert (config.train.epochs, config.train.base_lr, config.data.limit) == (2, 0.1, 100)  # merged
+    assert config.method.name == "byol" and config.method.params == {"base_momentum": 0.9}  # not merged
+
+
+def test_base__a_cycle_and_a_missing_base_fail_naming_the_files(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"base: .*a\.yaml includes itself"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(
+        FileNotFoundError, match=r"nowhere\.yaml not found \(shipped configs in .*smoke\.yaml"
+    ):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_base__shipped_configs_resolve_by_name_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    by_name, by_checkout_path = load_config("smoke.yaml"), load_config(ROOT / "configs" / "smoke.yaml")
+    assert by_name == by_checkout_path == load_config("configs/smoke.yaml")
+    (tmp_path / "mine.yaml").write_text(
+        "base: smoke.yaml\ntrain: {epochs: 5}\n"
+    )  # a user's file on a shipped base
+    assert load_config("mine.yaml").train.epochs == 5
+    assert load_config("mine.yaml").data.limit == by_name.data.limit == 512
+
+
+def test_default_config__resolves_to_the_readme_job():
+    config = load_config(ROOT / "configs" / "default.yaml")
+    assert (config.method.name, config.data.source, config.data.limit, config.train.epochs) == (
+        "simclr",
+        "fashion_mnist",
+        10_000,
+        3,
+    )
+    assert config.method.params == {"hidden_dim": 512, "projection_dim": 128, "temperature": 0.2}

@@ -117,7 +117,7 @@ def test_build_datasets__too_many_bad_files_raise_naming_examples(ray_local, jpe
 def test_read_corpus__decoded_blocks_keep_the_readers_blocks_in_one_chunk(
     ray_local, jpeg_folder, monkeypatch
 ):
-    """task_rows aligns augmentation calls with the readers' block sizes and the calls read the
+    """call_rows aligns augmentation calls with the readers' block sizes and the calls read the
     blocks in place: decoding must keep the blocks and make each one contiguous."""
     monkeypatch.setitem(readers_module._ROWS_PER_BLOCK, "image_folder", 8)  # 27 files: blocks of 8, 8, 8, 3
     monkeypatch.setattr(corpus_module, "DECODE_BATCH_ROWS", 4)  # Parquet's: not used for folders

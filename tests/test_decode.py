@@ -20,8 +20,8 @@ from pipelines.data.images import (
     _call_batches,
     _train_rows,
     batch_seed,
+    call_rows,
     rows_per_task,
-    task_rows,
 )
 from pipelines.data.readers import block_rows, list_image_folder
 from pipelines.data.report import CorpusReport
@@ -297,7 +297,7 @@ def test_call_batches__views_of_one_block_copies_across_blocks():
 )
 def test_rows_per_task__whole_calls_and_about_tasks_per_slot(num_rows, slots, calls):
     config = load_config(values={})  # Fashion-MNIST: 28 px, 1 channel, 4096-row calls
-    assert task_rows(config) == 4096 and rows_per_task(config, num_rows, slots) == 4096 * calls
+    assert call_rows(config) == 4096 and rows_per_task(config, num_rows, slots) == 4096 * calls
     if calls > 1:  # at least TASKS_PER_SLOT tasks per slot, fewer than twice as many
         assert TASKS_PER_SLOT <= num_rows / (4096 * calls * slots) < 2 * TASKS_PER_SLOT
 
@@ -307,7 +307,7 @@ def test_rows_per_task__a_large_corpus_caps_the_task_input(source, size, channel
     data = {"source": source, "image_size": size, "channels": channels}
     data |= {"path": str(tmp_path)} if source == "image_folder" else {}
     config = load_config(values={"data": data})
-    call, image_bytes = task_rows(config), channels * size * size
+    call, image_bytes = call_rows(config), channels * size * size
     rows = rows_per_task(config, 10**8, 1)
     assert call == block_rows(source)  # one call per decoded block (4096 rows at 28 px, 256 at 224)
     assert rows % call == 0 and (rows + call) * image_bytes > MAX_TASK_INPUT_BYTES  # 83 and 6 calls
@@ -322,7 +322,7 @@ def test_task_rows__about_32_mb_aligned_with_the_decoded_blocks(source, size, ch
     data = {"source": source, "image_size": size, "channels": channels}
     data |= {} if source == "fashion_mnist" else {"path": str(tmp_path)}
     config = load_config(values={"data": data})
-    call, block = task_rows(config), block_rows(source)
+    call, block = call_rows(config), block_rows(source)
     target = min(4096, max(64, CALL_INPUT_BYTES // (channels * size * size)))
     if block is None:  # Parquet: the files decide the blocks; nothing to align with
         assert call == target
@@ -332,7 +332,7 @@ def test_task_rows__about_32_mb_aligned_with_the_decoded_blocks(source, size, ch
         for rows in (rows_per_task(config, n, slots) for n in (10**4, 10**6) for slots in (1, 3)):
             assert rows % block == 0 or block % rows == 0
     fixed = load_config(values={"data": data, "augment": {"batch_rows": 100}})
-    assert task_rows(fixed) == 100  # the user's choice stands
+    assert call_rows(fixed) == 100  # the user's choice stands
 
 
 @pytest.mark.parametrize("colour_on_device", [True, False])

@@ -9,8 +9,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from pipelines.config import load_config
-from pipelines.data.video_index import main
-from pipelines.run import RUN_INFO
+from pipelines.run import RUN_INFO, pretrain
 from pipelines.train.checkpoints import STATE_FILE, verified_load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,10 +58,10 @@ def test_pretrain__resumed_run_continues_the_step_counter_and_the_moco_queue(ray
     ]
     config = smoke_config(tmp_path, *overrides)
     run_dir = tmp_path / "runs" / "moco-resume"
-    main(config, run_dir, stop_after_epochs=1)
+    pretrain(config, run_dir, stop_after_epochs=1)
     uri, run_id = run_info(run_dir)
     assert [s for s, _ in history(uri, run_id, "train/epoch")] == [8]
-    main(config, run_dir, resume=True, stop_after_epochs=1)
+    pretrain(config, run_dir, resume=True, stop_after_epochs=1)
     assert [s for s, _ in history(uri, run_id, "train/epoch")] == [8, 16]
     assert [v for _, v in history(uri, run_id, "train/epoch")] == [1.0, 2.0]
     second = sorted(p for p in run_dir.glob("checkpoint_*") if p.is_dir())[-1]
@@ -75,7 +74,7 @@ def test_pretrain__resumed_run_continues_the_step_counter_and_the_moco_queue(ray
     # epoch 2 without logging its steps twice, and finishes.
     data = (second / STATE_FILE).read_bytes()
     (second / STATE_FILE).write_bytes(data[: len(data) // 2])
-    main(config, run_dir, resume=True)
+    pretrain(config, run_dir, resume=True)
     assert [s for s, _ in history(uri, run_id, "train/epoch")] == [8, 16, 24]
     assert [v for _, v in history(uri, run_id, "train/epoch")] == [1.0, 2.0, 3.0]
     final = sorted(p for p in run_dir.glob("checkpoint_*") if p.is_dir())[-1]
@@ -94,6 +93,6 @@ def test_two_workers__match_one_worker_for_the_same_global_batch(ray_local, tmp_
         config = smoke_config(
             tmp_path, f"scaling.num_workers={workers}", "scaling.cpus_per_worker=0.5", "train.epochs=1"
         )
-        results[workers] = main(config, tmp_path / "runs" / f"workers-{workers}")
+        results[workers] = pretrain(config, tmp_path / "runs" / f"workers-{workers}")
     assert results[2]["train/loss"] == pytest.approx(results[1]["train/loss"], rel=0.1)
     assert results[2]["eval/knn_top1"] == pytest.approx(results[1]["eval/knn_top1"], abs=0.08)

@@ -8,8 +8,8 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from pipelines.config import load_config
-from pipelines.data.video_index import main
 from pipelines.run import pretrain
+from pipelines.sweep.driver import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_SPACE = ROOT / "tune_spaces" / "smoke.yaml"
@@ -54,7 +54,7 @@ def live_train_resources(ray, wait_s: float = 60.0) -> tuple[list[str], list[str
 
 def test_sweep__asha_stops_weak_trials_and_mlflow_nests_one_child_run_per_trial(ray_local, tmp_path):
     started = time.monotonic()
-    summary = main(SMOKE_SPACE, sweep_overrides(tmp_path))
+    summary = run_sweep(SMOKE_SPACE, sweep_overrides(tmp_path))
     print(f"sweep of 4 trials: {time.monotonic() - started:.0f} s")
     rows, uri, parent = summary["rows"], summary["tracking_uri"], summary["parent_run_id"]
     assert len(rows) == 4 and summary["num_errors"] == 0
@@ -88,7 +88,7 @@ def test_sweep__asha_stops_weak_trials_and_mlflow_nests_one_child_run_per_trial(
     assert live_train_resources(ray_local) == ([], [])
 
     # A restored finished sweep re-runs nothing: same trials and results, no new MLflow runs.
-    again = main(None, [], resume=summary["sweep_dir"])
+    again = run_sweep(None, [], resume=summary["sweep_dir"])
     assert [(r["trial"], r["final"], r["epochs"]) for r in again["rows"]] == [
         (r["trial"], r["final"], r["epochs"]) for r in rows
     ]
@@ -109,13 +109,13 @@ def test_sweep__goes_on_after_a_failed_trial_and_a_restore_reruns_only_that_tria
         "max_concurrent_trials: 1\n"
         "space:\n  method.params.hidden_dim: {grid: [64, -1]}\n"
     )
-    summary = main(space, sweep_overrides(tmp_path))
+    summary = run_sweep(space, sweep_overrides(tmp_path))
     rows, uri = summary["rows"], summary["tracking_uri"]
     assert [r["status"] for r in rows] == ["FINISHED", "FAILED"] and summary["num_errors"] == 1
     assert summary["best"]["trial"] == rows[0]["trial"]
     assert len(mlflow_runs(uri)) == 3
 
-    again = main(None, [], resume=summary["sweep_dir"])  # the errored trial runs (and fails) again
+    again = run_sweep(None, [], resume=summary["sweep_dir"])  # the errored trial runs (and fails) again
     assert [(r["trial"], r["final"], r["status"]) for r in again["rows"]] == [
         (r["trial"], r["final"], r["status"]) for r in rows
     ]

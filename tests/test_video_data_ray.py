@@ -92,7 +92,7 @@ def test_clip_pairs__a_video_failing_at_training_time_is_skipped(tmp_path):
 
 
 def test_build_index__reprobes_only_new_or_changed_files(tmp_path, monkeypatch):
-    import pipelines.video_index as video_index
+    import pipelines.data.video_index as video_index
 
     write_video(tmp_path / "a.mp4", _gray_counter(12))
     write_video(tmp_path / "b.mkv", _gray_counter(10), codec="ffv1")

@@ -52,14 +52,9 @@ def augment_batch(
 
 def colour_chunk_rows(recipe: ViewRecipe, channels: int) -> int:
     """Images per ``make_views`` call in ``augment_batch`` when the colour stage runs on the CPU:
-    ``cpu_chunk_rows`` of the recipe's largest view (13 at 224 px RGB, 682 at
-    32 px).
-
-    The colour stage's float temporaries of a whole 32 MB call (150 MB at 224 px) were mapped
-    and faulted in anew by each op: 256 images at 224 px ran at 69 images/s with ~650,000 page
-    faults per call, in chunks of 8-16 images at 106-109; 4096 at 32 px at 4,450 vs 6,900 in
-    chunks of 256-512; the 224 px call's peak memory fell from ~940 to ~190 MB. Each chunk
-    draws its own parameters in turn from the call's generator.
+    ``cpu_chunk_rows`` of the recipe's largest view (13 at 224 px RGB, 682 at 32 px), so the
+    colour stage's float temporaries stay small and are reused instead of mapped and faulted in
+    by each op. Each chunk draws its own parameters in turn from the call's generator.
     """
     return cpu_chunk_rows(channels, max(recipe.sizes))
 

@@ -53,10 +53,8 @@ def task_resources(config: ExperimentConfig) -> dict[str, object]:
     With ``placement.data_resource``: one unit of it per task (tasks run only on the data tier)
     and as many concurrent tasks as the data tier's nodes have CPUs.
 
-    Uncapped, fractional CPUs let more tasks than cores run; worker processes beyond Ray's soft
-    limit (one per CPU) are killed when idle and re-spawned, importing torch, every epoch.
-    Measured on 2 CPUs, 224 px views: 8 x 0.25-CPU tasks ran a first epoch at 48 images/s and
-    later ones at 350-590; capped at 1 task, 720; at 2, 840.
+    Capped because uncapped fractional CPUs let more tasks than cores run, and worker processes
+    beyond Ray's soft limit are killed when idle and re-spawned (importing torch) every epoch.
     """
     role = config.placement.data_resource
     if role is not None:

@@ -31,15 +31,13 @@ CALL_INPUT_BYTES = 2**25  # decoded input of one augmentation call (fewer rows f
 MAX_TASK_INPUT_BYTES = 2**28  # of one augmentation task: 8 calls of 32 MB
 
 
-def task_rows(config: ExperimentConfig) -> int:
-    """Images per augmentation call: ``augment.batch_rows``, else about 32 MB of uint8 input,
+def call_rows(config: ExperimentConfig) -> int:
+    """Rows per augmentation call: ``augment.batch_rows``, else about 32 MB of uint8 input,
     64 to 4096 rows (>= ~100 ms of work per call), aligned with the decoded corpus' blocks.
 
-    Aligned: the nearest multiple of the source's ``block_rows`` or, when that is 0, the
-    largest divisor of a block within the 32 MB (224 px RGB: 256 rows, one block). A call within
-    one block reads it in place; one that straddles blocks is a copy of its input, and an
-    unaligned call size leaves remainder calls: at 224 px, 222-row calls over 128-row blocks ran
-    with ~85 ms per task outside the calls, 256-row calls ~40 ms (epochs 0.91x as long).
+    Aligned: the nearest multiple of the source's ``block_rows`` or, below one block, the largest
+    divisor of a block within the 32 MB, so that a call reads one block in place (a call across
+    blocks copies its input) and no remainder calls are left.
     """
     if config.augment.batch_rows is not None:
         return config.augment.batch_rows
@@ -57,21 +55,16 @@ def _image_bytes(config: ExperimentConfig) -> int:
 
 
 def rows_per_task(config: ExperimentConfig, num_rows: int, slots: int) -> int:
-    """Images per augmentation task (one ``map_batches`` batch): a whole number of calls of
-    ``task_rows``, about ``TASKS_PER_SLOT`` tasks per epoch for each of the ``slots`` concurrent
-    tasks, at most ``MAX_TASK_INPUT_BYTES`` of input (8 calls of 32 MB; 6 of 256 rows at 224
-    px), at least one call.
+    """Rows per augmentation task (one ``map_batches`` batch): a whole number of calls of
+    ``call_rows``, about ``TASKS_PER_SLOT`` tasks per epoch for each of the ``slots`` concurrent
+    tasks, at most ``MAX_TASK_INPUT_BYTES`` of input, at least one call.
 
-    One slot runs its tasks back to back with ~20-30 ms between one's end and the next one's
-    start (Ray core and Ray Data's scheduling; measured on 2 cores), so fewer, larger tasks pay
-    on every corpus: 60,000 Fashion-MNIST images on one slot, 5 tasks of 3 calls instead of 15,
-    epochs 0.92-0.97x as long; 224 px, see ``bench/README.md``. A task's calls read its blocks
-    in place and leave it as blocks of their own (``_train_rows``, ``call_block_bytes``), so a
-    task's size costs neither copies nor first-batch latency; the cap bounds the work a failed
-    task redoes. A task below one decoded block divides it. Corpora under ``TASKS_PER_SLOT``
-    calls per slot (the default job's 10,000 images) keep one call per task.
+    Why: a slot pays ~20-30 ms of Ray scheduling between tasks, so fewer, larger tasks pay; a
+    task's calls read its blocks in place and leave as blocks of their own, so size costs no
+    copies; the cap bounds the work a failed task redoes. A task below one decoded block divides
+    it.
     """
-    call = task_rows(config)
+    call = call_rows(config)
     most = max(1, MAX_TASK_INPUT_BYTES // (_image_bytes(config) * call))
     calls = max(1, min(most, num_rows // (TASKS_PER_SLOT * max(1, slots) * call)))
     block = block_rows(config.data.source) if config.augment.batch_rows is None else None
@@ -137,19 +130,19 @@ def augmented_rows(
     ``target_max_block_size`` is set to ``call_block_bytes`` (the context is shared with the
     corpus' other datasets; the value depends only on ``config``).
     """
-    recipe, call_rows = recipe_from_config(config), task_rows(config)
+    recipe, per_call = recipe_from_config(config), call_rows(config)
     kwargs = {
         "recipe": recipe,
         "colour_on_device": config.augment.colour_on_device,
         "train_seed": config.train.seed,
         "holdout": corpus.holdout,
-        "call_rows": call_rows,
+        "call_rows": per_call,
     }
     rows = corpus_rows_per_task(corpus, config) if rows is None else rows
     train = corpus.train.map_batches(
         fn, fn_kwargs=kwargs, batch_size=rows, batch_format="pyarrow", **corpus.tasks
     )
-    train.context.target_max_block_size = call_block_bytes(recipe, config.data.channels, call_rows)
+    train.context.target_max_block_size = call_block_bytes(recipe, config.data.channels, per_call)
     return train
 
 
@@ -157,11 +150,9 @@ def call_block_bytes(recipe: ViewRecipe, channels: int, call_rows: int) -> int:
     """Ray Data's ``target_max_block_size`` for the augmentation: 4/5 of one call's views.
 
     Ray Data buffers a task's output until it exceeds the target, then concatenates the buffered
-    batches into one block (a copy) and slices blocks of 1.5x the target or more. Below one
-    call's views and above 2/3 of them, every call (also one with up to a fifth of its rows
-    dropped) is a block of its own: no concatenation, no slicing. Measured (224 px, 2 views, 1-CPU
-    Ray, paired with the plain loop): tasks of four 256-row calls with the default 128 MB target
-    concatenated pairs of calls (154 MB blocks, ~20 ms each).
+    batches into one block (a copy) and slices blocks of 1.5x the target or more. Between 2/3 and
+    one call's views, every call (also one with up to a fifth of its rows dropped) is a block of
+    its own: no concatenation, no slicing.
     """
     view_bytes = sum(channels * size * size for size in recipe.sizes)
     return max(1, call_rows * view_bytes * 4 // 5)

@@ -1,17 +1,10 @@
 """Keep freed memory in an augmentation worker's heap, so calls do not page-fault their views in anew.
 
-A call allocates its views afresh (two 37 MB arrays for 256 images at 224 px) and drops them
-once Ray Data has written the block to the object store. glibc maps allocations above its
-mmap threshold (which it raises by itself to at most 32 MiB) freshly and unmaps them on free,
-and gives memory at the top of its heap back above its trim threshold; so whether a call
-faults its views in again varied from call to call: 0 to 38,000 page faults per 256-image call,
-~1 ms per 1,000 (157-201 ms per call instead of a steady 155-160). That was most of why the
-same calls ran slower in a Ray worker than in a plain loop in some runs and faster in others.
-
-``keep_freed_memory`` raises both thresholds to ``HEAP_KEEP_BYTES`` for the process: views up
-to that size come from the heap, and up to that much freed memory stays mapped for the next
-call (measured: 0 faults per call; resident memory ~70 MB above the default's after 30 calls).
-The per-epoch UDFs call it in the Ray workers; glibc only (elsewhere it does nothing).
+A call allocates its views afresh and drops them once Ray Data has stored the block; glibc maps
+large allocations freshly and unmaps them on free, so calls paid page faults at random (figures in
+``bench/README.md``, "Measurements behind the data path's constants"). ``keep_freed_memory``
+raises the mmap and trim thresholds to ``HEAP_KEEP_BYTES`` for the process, so views come from
+the heap and freed memory stays mapped for the next call. glibc only (elsewhere it does nothing).
 """
 
 import ctypes

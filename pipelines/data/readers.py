@@ -22,7 +22,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 #: Raw rows per block of the readers; decoding keeps the blocks (one decode call per block), so
 #: the decoded corpus has blocks of these sizes too, each one contiguous Arrow chunk. File rows
 #: cost ~1-5 ms each to decode, array rows ~10 us. 256 files: one 224 px augmentation call
-#: (``pipelines.data.images.task_rows``) reads one decoded block in place.
+#: (``pipelines.data.images.call_rows``) reads one decoded block in place.
 FILE_ROWS_PER_BLOCK = 256
 ARRAY_ROWS_PER_BLOCK = 4096
 _ROWS_PER_BLOCK = {"image_folder": FILE_ROWS_PER_BLOCK, "fashion_mnist": ARRAY_ROWS_PER_BLOCK}
