@@ -81,8 +81,8 @@ def folder_config(root: Path, **data):
     return load_config(values=values)
 
 
-def test_build_datasets__image_folder_skips_reports_and_splits(ray_local, jpeg_folder, caplog):
-    config = folder_config(jpeg_folder, max_bad_fraction=0.2, holdout_fraction=0.25)
+def test_build_datasets__cached_image_folder_skips_reports_and_splits(ray_local, jpeg_folder, caplog):
+    config = folder_config(jpeg_folder, max_bad_fraction=0.2, holdout_fraction=0.25, cache="memory")
     with caplog.at_level(logging.WARNING, logger="pipelines.data.report"):
         datasets = build_datasets(config)
     report = datasets.report
@@ -110,7 +110,7 @@ def test_build_datasets__image_folder_skips_reports_and_splits(ray_local, jpeg_f
 
 def test_build_datasets__too_many_bad_files_raise_naming_examples(ray_local, jpeg_folder):
     with pytest.raises(ValueError, match=r"3 of 27 images .* > data.max_bad_fraction=0.1") as error:
-        build_datasets(folder_config(jpeg_folder, max_bad_fraction=0.1))
+        build_datasets(folder_config(jpeg_folder, max_bad_fraction=0.1, cache="memory"))
     assert all(name in str(error.value) for name in BAD)
 
 
@@ -121,7 +121,7 @@ def test_read_corpus__decoded_blocks_keep_the_readers_blocks_in_one_chunk(
     blocks in place: decoding must keep the blocks and make each one contiguous."""
     monkeypatch.setitem(readers_module._ROWS_PER_BLOCK, "image_folder", 8)  # 27 files: blocks of 8, 8, 8, 3
     monkeypatch.setattr(corpus_module, "DECODE_BATCH_ROWS", 4)  # Parquet's: not used for folders
-    corpus = read_corpus(folder_config(jpeg_folder, max_bad_fraction=0.2))
+    corpus = read_corpus(folder_config(jpeg_folder, max_bad_fraction=0.2, cache="memory"))
     blocks = list(corpus.train.iter_batches(batch_size=None, batch_format="pyarrow"))
     assert sorted(block.num_rows for block in blocks) == [3, 8, 8, 8]
     assert {block.column("image").num_chunks for block in blocks} == {1}

@@ -40,12 +40,44 @@ def decode_image(data: bytes, size: int, channels: int) -> np.ndarray:
     Raises:
         BadImageError: zero bytes, not an image, or truncated / corrupt pixel data.
     """
+    return square(to_mode(open_image(data, size), channels), size)
+
+
+def decode_shrunk(data: bytes, channels: int, side: int) -> np.ndarray:
+    """Decode one image at its own aspect ratio, its shorter side at most ``side``.
+
+    What the streamed path crops views from (random resized crops of the whole image, as
+    torchvision's ``RandomResizedCrop``): JPEGs shrink in the DCT domain while decoding (draft
+    mode), then anything larger is resized (PIL bilinear with its low-pass filter) so the shorter
+    side is ``side``; smaller images keep their size.
+
+    Returns:
+        (channels, h, w) uint8 image with ``min(h, w) <= side``.
+
+    Raises:
+        BadImageError: as ``decode_image``.
+    """
+    image = to_mode(open_image(data, side), channels)
+    w, h = image.size
+    if min(w, h) > side:
+        scale = side / min(w, h)
+        image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+    pixels = np.asarray(image, dtype=np.uint8)
+    return pixels[None] if pixels.ndim == 2 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def open_image(data: bytes, draft_side: int) -> Image.Image:
+    """The decoded, EXIF-oriented PIL image; a JPEG shrinks by 2^k while both sides stay >= ``draft_side``.
+
+    Raises:
+        BadImageError: zero bytes, not an image, or truncated / corrupt pixel data.
+    """
     if data is None or len(data) == 0:
         raise BadImageError("empty (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data))
         if image.format == "JPEG":
-            image.draft(None, (size, size))  # DCT-domain shrink by 2^k, both sides stay >= size
+            image.draft(None, (draft_side, draft_side))  # DCT-domain shrink by 2^k, both sides stay >= it
         image.load()  # decode now: truncated data raises here, not later
     except UnidentifiedImageError:
         raise BadImageError("unreadable: not an image format PIL recognises") from None
@@ -55,7 +87,7 @@ def decode_image(data: bytes, size: int, channels: int) -> np.ndarray:
         image = ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - a malformed EXIF block keeps the stored orientation
         pass
-    return square(to_mode(image, channels), size)
+    return image
 
 
 def to_mode(image: Image.Image, channels: int) -> Image.Image:

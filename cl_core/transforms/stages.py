@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from cl_core.transforms.batched import colour_stage, cpu_chunk_rows, make_views, normalize
+from cl_core.transforms.crops import flip_where, resized_crops, sample_crop_boxes
 from cl_core.transforms.recipes import ViewRecipe
 
 
@@ -48,6 +49,45 @@ def augment_batch(
                 dest[start : start + rows] = view.mul_(255.0).round_().clamp_(0, 255)
     out = {f"view_{i}": v.numpy() for i, v in enumerate(views)}
     return out | {"label": np.asarray(batch["label"], dtype=np.int64)}
+
+
+def augment_images(
+    images: list[np.ndarray], labels: np.ndarray, recipe: ViewRecipe, colour_on_device: bool, seed: int
+) -> dict[str, np.ndarray]:
+    """All views of images of any sizes, deterministic given ``seed``: per view, a random resized
+    crop of each whole image (``sample_crop_boxes`` on its own height and width, bilinear with
+    antialiasing, torchvision's ``RandomResizedCrop``) and the flip; then, unless
+    ``colour_on_device``, the colour stage in chunks, quantised to uint8.
+
+    Args:
+        images: n (c, h_i, w_i) uint8 images (``decode_shrunk``'s output).
+        labels: (n,) int labels.
+        recipe: the views to make.
+        colour_on_device: as ``augment_batch``.
+        seed: seed of every random draw.
+
+    Returns:
+        ``view_i`` (n, c, size_i, size_i) uint8 per view, ``label`` (n,) int64.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    n, c = len(images), (images[0].shape[0] if images else 1)
+    views = []
+    for params in recipe.views:
+        view = torch.empty((n, c, params.size, params.size), dtype=torch.uint8)
+        for i, pixels in enumerate(images):
+            image = torch.from_numpy(pixels)[None]  # (1, c, h, w)
+            box = sample_crop_boxes(1, image.shape[2], image.shape[3], params, generator)  # (1, 4)
+            view[i] = resized_crops(image, box, params.size)[0]
+        flip_where(view, torch.rand(n, generator=generator) < params.flip_prob)
+        views.append(view)
+    if not colour_on_device and n:
+        rows = colour_chunk_rows(recipe, c)
+        for view, params in zip(views, recipe.views):
+            for start in range(0, n, rows):
+                chunk = colour_stage(view[start : start + rows], params, generator)
+                view[start : start + rows] = chunk.mul_(255.0).round_().clamp_(0, 255)
+    out = {f"view_{i}": v.numpy() for i, v in enumerate(views)}
+    return out | {"label": np.asarray(labels, dtype=np.int64)}
 
 
 def colour_chunk_rows(recipe: ViewRecipe, channels: int) -> int:

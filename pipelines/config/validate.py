@@ -17,6 +17,7 @@ from pipelines.config.recipes import clip_recipe_from_config, recipe_from_config
 from pipelines.config.schema import ExperimentConfig
 
 SOURCES = ("fashion_mnist", "image_folder", "parquet", "video_folder")
+CACHES = ("none", "memory")
 PRECISIONS = ("fp32", "bf16")
 LR_SCALING = ("linear", "sqrt", "none")
 NON_FINITE_ACTIONS = ("stop", "rollback")
@@ -79,6 +80,20 @@ def _validate_data(config: ExperimentConfig) -> None:
     _require(0.0 <= data.max_bad_fraction <= 1.0, "data.max_bad_fraction", "must be in [0, 1]")
     _require(data.limit is None or data.limit >= 1, "data.limit", "must be >= 1 or null")
     _require(0.0 <= data.holdout_fraction < 1.0, "data.holdout_fraction", "must be in [0, 1)")
+    _one_of(data.cache, CACHES, "data.cache")
+    _require(
+        data.cache == "none" or data.source == "image_folder",
+        "data.cache",
+        f"only image_folder streams or caches; {data.source!r} takes the default 'none'",
+    )
+    _require(
+        data.max_side is None or data.max_side >= data.image_size,
+        "data.max_side",
+        "must be >= data.image_size",
+    )
+    _require(
+        data.shuffle_buffer is None or data.shuffle_buffer >= 0, "data.shuffle_buffer", "must be >= 0 or null"
+    )
     if data.source == "fashion_mnist":
         root = Path(data.path or FASHION_MNIST_DIR)
         _require(

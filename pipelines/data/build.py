@@ -4,11 +4,13 @@ from pipelines.config import ExperimentConfig
 from pipelines.data.corpus import eval_sets, read_corpus
 from pipelines.data.datasets import Datasets
 from pipelines.data.images import augmented_rows
+from pipelines.data.stream import build_streamed
 from pipelines.data.video import build_video_datasets
 
 
 def build_datasets(config: ExperimentConfig) -> Datasets:
-    """Read, decode and resize once (materialised), check bad files, then the per-epoch augmentation.
+    """The training stream and the kNN monitor's sets of ``config.data``: an image folder streamed
+    every epoch (``data.cache: none``), else decoded once (materialised) and augmented every epoch.
 
     Raises:
         ValueError: more than ``data.max_bad_fraction`` of the corpus is bad (names examples).
@@ -16,6 +18,8 @@ def build_datasets(config: ExperimentConfig) -> Datasets:
     """
     if config.data.source == "video_folder":  # CVRL clip pairs
         return build_video_datasets(config)
+    if config.data.source == "image_folder" and config.data.cache == "none":  # streamed every epoch
+        return build_streamed(config)
     corpus = read_corpus(config)
     train = augmented_rows(corpus, config)
     eval_train, eval_test = eval_sets(corpus, config)

@@ -71,7 +71,7 @@ def task_resources(config: ExperimentConfig) -> dict[str, object]:
     } | extra
 
 
-def _decode(raw: ray.data.Dataset, data: DataConfig, tasks: dict[str, object]) -> ray.data.Dataset:
+def decode_rows(raw: ray.data.Dataset, data: DataConfig, tasks: dict[str, object]) -> ray.data.Dataset:
     """Decoded and materialised; one decode call per raw block where the reader sets the blocks,
     so that each decoded block is one contiguous chunk (batches of it are views, not copies)."""
     kwargs = {"size": data.image_size, "channels": data.channels}
@@ -79,7 +79,7 @@ def _decode(raw: ray.data.Dataset, data: DataConfig, tasks: dict[str, object]) -
     return raw.map_batches(decode_batch, fn_kwargs=kwargs, batch_size=rows, **tasks).materialize()
 
 
-def _census(decoded: ray.data.Dataset) -> tuple[CorpusReport, np.ndarray, bool]:
+def census(decoded: ray.data.Dataset) -> tuple[CorpusReport, np.ndarray, bool]:
     """One pass over the small columns: the report, the good rows' keys, whether all are labelled."""
     report, keys, labelled = CorpusReport(total=0, bad=0), [], True
     for batch in decoded.select_columns(["key", "label", "error", "bad_path"]).iter_batches(batch_size=None):
@@ -105,9 +105,9 @@ def read_corpus(config: ExperimentConfig) -> Corpus:
     else:
         raw = readers.parquet(data, config.augment.cpus_per_task, config.placement.data_resource)
     tasks = task_resources(config)  # after a reader: Ray Data has started Ray by now
-    test = None if raw_test is None else _decode(raw_test, data, tasks)
-    train = _decode(raw, data, tasks)
-    report, keys, labelled = _census(train)
+    test = None if raw_test is None else decode_rows(raw_test, data, tasks)
+    train = decode_rows(raw, data, tasks)
+    report, keys, labelled = census(train)
     check_corpus(report, data.max_bad_fraction, data.path or data.source)
     holdout = data.holdout_fraction if labelled and test is None else 0.0
     n_held = int(held_out(keys, holdout).sum())
@@ -120,7 +120,7 @@ def _eval_rows(batch: dict[str, np.ndarray], want_held_out: bool, holdout: float
     return {"image": batch["image"][keep], "label": batch["label"][keep].astype(np.int64)}
 
 
-def _eval_set(decoded: ray.data.Dataset, want_held_out: bool, holdout: float, size: int, tasks: dict):
+def eval_set(decoded: ray.data.Dataset, want_held_out: bool, holdout: float, size: int, tasks: dict):
     kwargs = {"want_held_out": want_held_out, "holdout": holdout}
     return decoded.map_batches(_eval_rows, fn_kwargs=kwargs, **tasks).limit(size).materialize()
 
@@ -137,7 +137,7 @@ def eval_sets(corpus: Corpus, config: ExperimentConfig) -> tuple[ray.data.Datase
         if corpus.labelled:
             LOG.warning("no image fell in the held-out split (data.holdout_fraction): no kNN monitor")
         return None, None
-    bank = _eval_set(corpus.train, False, corpus.holdout, config.eval.train_size, tasks)
+    bank = eval_set(corpus.train, False, corpus.holdout, config.eval.train_size, tasks)
     if corpus.test is not None:
-        return bank, _eval_set(corpus.test, False, 0.0, config.eval.test_size, tasks)
-    return bank, _eval_set(corpus.train, True, corpus.holdout, config.eval.test_size, tasks)
+        return bank, eval_set(corpus.test, False, 0.0, config.eval.test_size, tasks)
+    return bank, eval_set(corpus.train, True, corpus.holdout, config.eval.test_size, tasks)

@@ -26,3 +26,5 @@ class Datasets:
     eval_test: ray.data.Dataset | None
     report: CorpusReport
     num_train_rows: int
+    clock: str | None = None  # the streamed reader's epoch clock (pipelines.data.epochs), by name
+    clock_handle: object = None  # keeps the clock's actor alive as long as these datasets

@@ -78,7 +78,7 @@ def list_image_folder(root: str | Path, labels: bool = True) -> ImageListing:
     return ImageListing([str(p) for p in paths], labelled, classes)
 
 
-def _from_columns(columns: dict[str, object], rows_per_block: int) -> ray.data.Dataset:
+def from_columns(columns: dict[str, object], rows_per_block: int) -> ray.data.Dataset:
     """A Dataset of the given columns in blocks of ``rows_per_block`` rows (decode parallelism)."""
     table = pa.table(columns)
     starts = range(0, max(table.num_rows, 1), rows_per_block)
@@ -91,7 +91,7 @@ def image_folder(data: DataConfig) -> ray.data.Dataset:
     paths, labels = listing.paths[: data.limit], listing.labels[: data.limit]
     root = Path(data.path).resolve()
     keys = np.array([fingerprint(str(Path(p).relative_to(root))) for p in paths], dtype=np.int64)
-    return _from_columns({"path": paths, "key": keys, "label": labels}, block_rows("image_folder"))
+    return from_columns({"path": paths, "key": keys, "label": labels}, block_rows("image_folder"))
 
 
 def parquet(data: DataConfig, num_cpus: float, role: str | None = None) -> ray.data.Dataset:
@@ -122,7 +122,7 @@ def arrays(pixels: np.ndarray, labels: np.ndarray) -> ray.data.Dataset:
     """Raw rows ``pixels`` (h, w[, c]) uint8, ``key`` (the row index) and ``label`` from arrays."""
     keys = np.arange(len(pixels), dtype=np.int64)
     columns = {"pixels": ArrowTensorArray.from_numpy(pixels), "key": keys, "label": labels}
-    return _from_columns(columns, block_rows("fashion_mnist"))
+    return from_columns(columns, block_rows("fashion_mnist"))
 
 
 def fashion_mnist(data: DataConfig, test_size: int) -> tuple[ray.data.Dataset, ray.data.Dataset]:

@@ -42,6 +42,7 @@ def build_trainer(
         "run_id": run_id,
         "tracking_uri": tracking_uri,
         "num_train_rows": datasets.num_train_rows,
+        "clock": datasets.clock,
         "stop_after_epochs": stop_after_epochs,
         "spool": str(run_dir / "mlflow-pending.jsonl"),  # metric points kept while MLflow does not answer
     }

@@ -17,6 +17,7 @@ import ray.train.torch
 import torch
 
 from cl_core import build_backbone, build_method
+from cl_core.datasets.permutation import epoch_key
 from cl_core.methods import method_class
 from cl_core.optim import build_optimizer, scale_lr, warmup_cosine
 from cl_core.training import NonFiniteLossError, StepSchedules, knn_monitor, train_steps, unwrap
@@ -24,6 +25,7 @@ from cl_core.training.pretrain import LabelledSplit
 from cl_core.transforms import normalize_clips
 from cl_core.transforms.stages import device_views
 from pipelines.config import ExperimentConfig, config_from_dict, normalization, recipe_from_config
+from pipelines.data.epochs import set_epoch
 from pipelines.tracking.mlflow_run import MetricLogger
 from pipelines.tracking.progress import ProgressLine
 from pipelines.train.checkpoints import (
@@ -194,7 +196,7 @@ def _schedules(config: ExperimentConfig, steps_per_epoch: int) -> tuple[StepSche
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point. ``loop_config``: {"config": plain dict, "run_id", "tracking_uri",
-    "num_train_rows", "stop_after_epochs"}."""
+    "num_train_rows", "stop_after_epochs", "clock"}."""
     config = config_from_dict(loop_config["config"])
     quiet_ray()
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # an unreachable server: warn, don't stall
@@ -238,8 +240,20 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     rollback = config.train.on_non_finite == "rollback"
     snapshot = _snapshot(model, optimizer, step, first_epoch) if rollback else b""
     injector, rollbacks, epoch = NanInjector(config.train.inject_nan_at_step), 0, first_epoch
+    clock, buffer = loop_config.get("clock"), config.data.shuffle_buffer
+    buffer = per_worker if buffer is None else buffer
     while epoch < end_epoch:
-        batches = shard.iter_torch_batches(batch_size=per_worker, drop_last=True, device=device)
+        if clock is not None:  # the streamed reader orders this epoch's files by (seed, epoch)
+            set_epoch(clock, epoch)
+        batches = shard.iter_torch_batches(
+            batch_size=per_worker,
+            drop_last=True,
+            device=device,
+            local_shuffle_buffer_size=buffer or None,  # mixes rows of neighbouring read tasks
+            local_shuffle_seed=int(epoch_key(config.train.seed * 1000 + rank, epoch) % 2**31)
+            if buffer
+            else None,
+        )
         started = time.perf_counter()
         try:  # a NaN/inf loss raises NonFiniteLossError naming the step, method and last metrics
             metrics = train_steps(
