@@ -9,7 +9,8 @@ python pipelines/pretrain.py --resume runs/simclr_fmnist-20261123-101500
 import argparse
 from pathlib import Path
 
-from pipelines.config import load_config
+from pipelines import storage
+from pipelines.config import load_config, load_yaml
 from pipelines.run import DEFAULT_CONFIG, SMOKE, pretrain, resolve_run_dir
 
 
@@ -33,7 +34,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="override a config value, e.g. --set train.epochs=10 (repeatable)",
     )
     parser.add_argument(
-        "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint"
+        "--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint (a path or an s3:// URI)"
     )
     parser.add_argument(
         "--stop-after-epochs",
@@ -50,8 +51,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 def cli(argv: list[str] | None = None) -> dict[str, float]:
     args = get_args_parser().parse_args(argv)
     if args.resume is not None:
-        run_dir = args.resume.resolve()
-        config = load_config(run_dir / "config.yaml", args.overrides)
+        run_dir = args.resume if storage.is_uri(args.resume) else Path(args.resume).resolve()
+        config = load_config(
+            values=load_yaml(storage.read_text(storage.join(run_dir, "config.yaml"))),
+            overrides=args.overrides,
+        )
         return pretrain(config, run_dir, resume=True, stop_after_epochs=args.stop_after_epochs)
     config = load_config(args.config, (SMOKE if args.smoke_test else []) + args.overrides)
     return pretrain(config, resolve_run_dir(config), stop_after_epochs=args.stop_after_epochs)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import yaml
 
+from pipelines import storage
 from pipelines.config import ExperimentConfig, flatten, to_dict
 from pipelines.config.load import CONFIGS
 from pipelines.data.build import build_datasets
-from pipelines.home import output_home
+from pipelines.home import output_home, staging_dir
 from pipelines.tracking.curves import plot_curves
 from pipelines.tracking.mlflow_run import (
     MetricLogger,
@@ -45,13 +46,20 @@ SMOKE = [
 ]
 
 
-def resolve_run_dir(config: ExperimentConfig) -> Path:
+def resolve_run_dir(config: ExperimentConfig) -> Path | str:
+    """``<checkpoint.output_dir>/<name>-<time>``: a path (relative ones under the output home) or,
+    for an ``s3://`` (any pyarrow filesystem) output dir, a URI."""
+    name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if storage.is_uri(config.checkpoint.output_dir):
+        return storage.join(config.checkpoint.output_dir, name)
     base = Path(config.checkpoint.output_dir).expanduser()
     base = base if base.is_absolute() else output_home() / base
-    return base / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return base / name
 
 
-def open_run(config: ExperimentConfig, run_dir: Path, uri: str, parent_run_id: str | None = None) -> str:
+def open_run(
+    config: ExperimentConfig, run_dir: Path | str, uri: str, parent_run_id: str | None = None
+) -> str:
     """Create the MLflow run (a sweep's child when ``parent_run_id``) and the run directory's
     ``config.yaml`` / ``run_info.json``."""
     tags = {
@@ -61,11 +69,18 @@ def open_run(config: ExperimentConfig, run_dir: Path, uri: str, parent_run_id: s
         "config_name": config.name,
     }
     params = flatten(to_dict(config))
-    run_id = start_run(uri, config.tracking.experiment, run_dir.name, params, tags, parent_run_id)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    (run_dir / RUN_INFO).write_text(json.dumps({"run_id": run_id, "tracking_uri": uri}, indent=2))
-    log_artifacts(uri, run_id, [run_dir / "config.yaml"])
+    name = str(run_dir).rstrip("/").rsplit("/", 1)[-1]
+    run_id = start_run(uri, config.tracking.experiment, name, params, tags, parent_run_id)
+    local = staging_dir(run_dir)
+    local.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(to_dict(config), sort_keys=False)
+    (local / "config.yaml").write_text(text)
+    if storage.is_uri(run_dir):
+        storage.write_text(storage.join(run_dir, "config.yaml"), text)
+    storage.write_text(
+        storage.join(run_dir, RUN_INFO), json.dumps({"run_id": run_id, "tracking_uri": uri}, indent=2)
+    )
+    log_artifacts(uri, run_id, [local / "config.yaml"])
     return run_id
 
 
@@ -83,22 +98,26 @@ def log_corpus_report(uri: str, run_id: str, report) -> None:
         )
 
 
-def finish_run(result, run_dir: Path, uri: str, run_id: str, complete: bool) -> Path:
+def finish_run(result, run_dir: Path | str, uri: str, run_id: str, complete: bool) -> Path | str:
     """Export the latest encoder next to the run and plot the curves; a complete run logs both
     and is closed FINISHED, a stopped one is marked KILLED until ``--resume`` reopens it."""
     if result.checkpoint is None:
         raise RuntimeError("the run finished without a checkpoint")
-    with result.checkpoint.as_directory() as directory:
-        encoder = Path(shutil.copy(Path(directory) / ENCODER_FILE, run_dir / ENCODER_FILE))
-    curves = plot_curves(uri, run_id, run_dir / "curves.png")
+    local = staging_dir(run_dir)
+    with result.checkpoint.as_directory() as directory:  # Ray: fetched from object storage if there
+        encoder = Path(shutil.copy(Path(directory) / ENCODER_FILE, local / ENCODER_FILE))
+    curves = plot_curves(uri, run_id, local / "curves.png")
+    if storage.is_uri(run_dir):
+        for file in (encoder, curves):
+            storage.write_bytes(storage.join(run_dir, file.name), file.read_bytes())
     if complete:
         log_artifacts(uri, run_id, [encoder, curves])
     end_run(uri, run_id, "FINISHED" if complete else "KILLED")
-    return encoder
+    return storage.join(run_dir, ENCODER_FILE) if storage.is_uri(run_dir) else encoder
 
 
 def pretrain(
-    config: ExperimentConfig, run_dir: Path, resume: bool = False, stop_after_epochs: int | None = None
+    config: ExperimentConfig, run_dir: Path | str, resume: bool = False, stop_after_epochs: int | None = None
 ) -> dict[str, float]:
     """Run (or resume) one pretraining job; returns the last reported metrics."""
     check_model_builds(config)
@@ -114,11 +133,12 @@ def pretrain(
         flush=True,
     )
     if resume:
-        info = json.loads((run_dir / RUN_INFO).read_text())
+        info = json.loads(storage.read_text(storage.join(run_dir, RUN_INFO)))
         uri, run_id = info["tracking_uri"], info["run_id"]
         reopen_run(uri, run_id)
     else:
-        uri = reachable_uri(config.tracking.tracking_uri or default_tracking_uri(output_home()), run_dir)
+        default = config.tracking.tracking_uri or default_tracking_uri(output_home())
+        uri = reachable_uri(default, staging_dir(run_dir))
         run_id = open_run(config, run_dir, uri)
     print(f"MLflow: run {run_id} in {redact(uri)}", flush=True)
     log_corpus_report(uri, run_id, report)

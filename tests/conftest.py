@@ -2,8 +2,26 @@
 costs seconds; most tests stay Ray-free)."""
 
 import os
+import socket
 
 import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# The tests' S3-compatible server (moto, started on demand by the ``s3`` fixture) listens here. The
+# variables are set before Ray starts, so the Data tasks and Train workers see the same endpoint.
+S3_ENDPOINT = f"http://127.0.0.1:{_free_port()}"
+S3_ENV = {
+    "AWS_ENDPOINT_URL": S3_ENDPOINT,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +34,7 @@ def ray_local():
 
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     os.environ.pop("RAY_ADDRESS", None)  # likewise: the tests own their instance
+    os.environ.update(S3_ENV)  # only ever the loopback server of the ``s3`` fixture
     ray.init(
         address="local",
         num_cpus=2,
@@ -26,6 +45,24 @@ def ray_local():
     )
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3(ray_local):
+    """A real S3-compatible server (moto's) on 127.0.0.1 with an empty bucket; yields a function
+    that makes a fresh ``s3://bucket/<prefix>`` URI."""
+    import itertools
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    host, port = S3_ENDPOINT.removeprefix("http://").split(":")
+    server = ThreadedMotoServer(ip_address=host, port=int(port), verbose=False)
+    server.start()
+    boto3.client("s3", endpoint_url=S3_ENDPOINT).create_bucket(Bucket="ssl-tests")
+    counter = itertools.count()
+    yield lambda name: f"s3://ssl-tests/{name}-{next(counter)}"
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +86,7 @@ def smoke_run(ray_local, tmp_path_factory):
     return config, run_dir, uri, run_id, metrics
 
 
-RAY_FIXTURES = {"ray_local", "smoke_run"}
+RAY_FIXTURES = {"ray_local", "smoke_run", "s3"}
 RAY_MODULES = {
     "test_job_submit",
     "test_cluster_multinode",

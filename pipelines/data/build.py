@@ -18,7 +18,8 @@ def build_datasets(config: ExperimentConfig) -> Datasets:
     """
     if config.data.source == "video_folder":  # CVRL clip pairs
         return build_video_datasets(config)
-    if config.data.source == "image_folder" and config.data.cache == "none":  # streamed every epoch
+    streamed = config.data.source == "tar_shards" or config.data.source == "image_folder"
+    if streamed and config.data.cache == "none":  # read anew in a fresh order every epoch
         return build_streamed(config)
     corpus = read_corpus(config)
     train = augmented_rows(corpus, config)

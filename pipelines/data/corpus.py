@@ -102,8 +102,12 @@ def read_corpus(config: ExperimentConfig) -> Corpus:
         raw, raw_test = readers.fashion_mnist(data, config.eval.test_size)
     elif data.source == "image_folder":
         raw = readers.image_folder(data)
-    else:
+    elif data.source == "parquet":
         raw = readers.parquet(data, config.augment.cpus_per_task, config.placement.data_resource)
+    else:
+        raise ValueError(
+            f"data.source {data.source!r} is only streamed (pipelines.data.stream), not decoded whole"
+        )
     tasks = task_resources(config)  # after a reader: Ray Data has started Ray by now
     test = None if raw_test is None else decode_rows(raw_test, data, tasks)
     train = decode_rows(raw, data, tasks)

@@ -8,6 +8,7 @@ from ray.train.torch import TorchTrainer
 
 from pipelines.config import ConfigError, ExperimentConfig, to_dict
 from pipelines.data.datasets import Datasets
+from pipelines.home import staging_dir
 from pipelines.train.worker import build_model, train_loop_per_worker
 
 
@@ -29,7 +30,7 @@ def check_model_builds(config: ExperimentConfig) -> None:
 def build_trainer(
     config: ExperimentConfig,
     datasets: Datasets,
-    run_dir: Path,
+    run_dir: Path | str,
     run_id: str,
     tracking_uri: str,
     stop_after_epochs: int | None = None,
@@ -44,7 +45,9 @@ def build_trainer(
         "num_train_rows": datasets.num_train_rows,
         "clock": datasets.clock,
         "stop_after_epochs": stop_after_epochs,
-        "spool": str(run_dir / "mlflow-pending.jsonl"),  # metric points kept while MLflow does not answer
+        "spool": str(
+            staging_dir(run_dir) / "mlflow-pending.jsonl"
+        ),  # metric points kept while MLflow does not answer
     }
     named = {"train": datasets.train}
     if datasets.eval_train is not None and datasets.eval_test is not None:
@@ -64,8 +67,8 @@ def build_trainer(
             resources_per_worker=resources,  # placement.train_resource: train-tier nodes only
         ),
         run_config=ray.train.RunConfig(
-            name=run_dir.name,
-            storage_path=str(run_dir.parent),
+            name=str(run_dir).rstrip("/").rsplit("/", 1)[-1],
+            storage_path=str(run_dir).rstrip("/").rsplit("/", 1)[0],  # a path or an s3:// URI
             failure_config=ray.train.FailureConfig(max_failures=config.checkpoint.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoint.keep),
             callbacks=callbacks or [],

@@ -194,6 +194,23 @@ def _schedules(config: ExperimentConfig, steps_per_epoch: int) -> tuple[StepSche
     return StepSchedules(lr=lr), peak
 
 
+def _epoch_batches(shard, config: ExperimentConfig, per_worker: int, device, rank: int, epoch: int, clock):
+    """This worker's batches of ``epoch``: the streamed reader's clock set first (its files come in
+    the order of (seed, epoch)), rows shuffled in a local buffer of ``data.shuffle_buffer`` rows
+    (None: one batch; 0: off) seeded by (seed, rank, epoch)."""
+    if clock is not None:
+        set_epoch(clock, epoch)
+    buffer = per_worker if config.data.shuffle_buffer is None else config.data.shuffle_buffer
+    seed = epoch_key(config.train.seed * 1000 + rank, epoch) % 2**31
+    return shard.iter_torch_batches(
+        batch_size=per_worker,
+        drop_last=True,
+        device=device,
+        local_shuffle_buffer_size=buffer or None,  # mixes rows of neighbouring read tasks
+        local_shuffle_seed=seed if buffer else None,
+    )
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point. ``loop_config``: {"config": plain dict, "run_id", "tracking_uri",
     "num_train_rows", "stop_after_epochs", "clock"}."""
@@ -240,20 +257,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     rollback = config.train.on_non_finite == "rollback"
     snapshot = _snapshot(model, optimizer, step, first_epoch) if rollback else b""
     injector, rollbacks, epoch = NanInjector(config.train.inject_nan_at_step), 0, first_epoch
-    clock, buffer = loop_config.get("clock"), config.data.shuffle_buffer
-    buffer = per_worker if buffer is None else buffer
     while epoch < end_epoch:
-        if clock is not None:  # the streamed reader orders this epoch's files by (seed, epoch)
-            set_epoch(clock, epoch)
-        batches = shard.iter_torch_batches(
-            batch_size=per_worker,
-            drop_last=True,
-            device=device,
-            local_shuffle_buffer_size=buffer or None,  # mixes rows of neighbouring read tasks
-            local_shuffle_seed=int(epoch_key(config.train.seed * 1000 + rank, epoch) % 2**31)
-            if buffer
-            else None,
-        )
+        batches = _epoch_batches(shard, config, per_worker, device, rank, epoch, loop_config.get("clock"))
         started = time.perf_counter()
         try:  # a NaN/inf loss raises NonFiniteLossError naming the step, method and last metrics
             metrics = train_steps(
