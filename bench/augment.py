@@ -9,7 +9,7 @@ as the official pipelines) vs ``pipelines.data.augment_batch`` with the colour s
 (views quantised to uint8, what crosses the object store) and with it deferred to the device
 (geometric stage only on the CPU). Decoding is excluded from both: the pipeline decodes once.
 
-Part 2, the Ray overhead: an epoch of the pipeline's training rows (``augmented_rows``, as in
+Part 2, the Ray overhead: an epoch of the pipeline's training rows (``cached_rows``, as in
 ``build_datasets``; default config) on a 1-CPU local Ray, so one task at a time, vs
 ``augment_batch`` called in a loop over the same decoded images with the same rows per call, in
 this process; colour on device (the default), and at 224 px also the full recipe on the CPU (an
@@ -46,7 +46,8 @@ from cl_core.transforms import ViewRecipe, build_recipe, reference_views
 from cl_core.transforms.stages import augment_batch
 from pipelines.config import load_config, recipe_from_config
 from pipelines.data.corpus import read_corpus
-from pipelines.data.images import _train_rows, augmented_rows, call_rows, corpus_rows_per_task
+from pipelines.data.epochs import start_clock
+from pipelines.data.images import _cached_task, cached_rows, call_rows, rows_per_task, training_arrays
 from pipelines.data.malloc import keep_freed_memory
 
 
@@ -138,11 +139,25 @@ def interleaved_rates(dataset, plain: Callable[[], object], rounds: int) -> dict
     return dict(rows=rows, plain=plain_rate, ray=ray_rate, ratio=ratio, first=first, ratios=ratios)
 
 
-def timed_calls(table, **kwargs) -> Iterator[dict[str, np.ndarray]]:
-    """``_train_rows`` with each call's start and end (seconds since the epoch) and its task's
+CLOCKS = []  # the epoch clocks' actors stay alive for the bench's Ray session
+
+
+def epoch_rows(corpus, config, rows: int | None = None, fn=_cached_task):
+    """The pipeline's training rows of a decoded ``corpus`` (``cached_rows``, as ``build_datasets``)."""
+    clock, handle = start_clock()
+    CLOCKS.append(handle)
+    return cached_rows(*training_arrays(corpus), config, clock, corpus.tasks, rows, fn)
+
+
+def corpus_rows_per_task(corpus, config) -> int:
+    return rows_per_task(config, corpus.num_train_rows, corpus.tasks["compute"].size)
+
+
+def timed_calls(batch, **kwargs) -> Iterator[dict[str, np.ndarray]]:
+    """``_cached_task`` with each call's start and end (seconds since the epoch) and its task's
     start as columns."""
     start = task = time.time()
-    for out in _train_rows(table, **kwargs):
+    for out in _cached_task(batch, **kwargs):
         n = len(out["label"])
         yield out | {
             "call_start": np.full(n, start),
@@ -193,6 +208,7 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, rounds: 
         "image_size": 224,
         "channels": 3,
         "folder_labels": False,
+        "cache": "memory",  # decoded once: the path this part measures
     }
     full_rows = len(jpeg_images) // 8  # the full recipe is ~15x slower per image: fewer images
     cases = {
@@ -220,7 +236,7 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, rounds: 
             config.augment.colour_on_device,
         )
         loop = lambda: plain_loop(images, recipe, on_device, rows)  # noqa: E731
-        r = interleaved_rates(augmented_rows(corpus, config), loop, rounds)
+        r = interleaved_rates(epoch_rows(corpus, config), loop, rounds)
         assert r["rows"] == len(images)
         rounds_text = " ".join(f"{1 - x:.0%}" for x in r["ratios"])
         print(
@@ -231,7 +247,7 @@ def ray_table(folder: Path, jpeg_images: np.ndarray, fmnist_limit: int, rounds: 
     print(f"{'data':<24}{'rows/task':>10}{'tasks':>7}{'outside calls':>15}{'per task':>10}")
     for name, corpus in corpora.items():
         config = load_config(values=cases[name] | common)
-        share, per_task, tasks = outside_calls(augmented_rows(corpus, config, fn=timed_calls), rounds)
+        share, per_task, tasks = outside_calls(epoch_rows(corpus, config, fn=timed_calls), rounds)
         print(
             f"{name:<24}{corpus_rows_per_task(corpus, config):>10}{tasks:>7}{share:>15.1%}{per_task:>8.0f}ms"
         )
@@ -248,7 +264,7 @@ def task_sizing(name: str, corpus, config, pairs: int) -> None:
     if rows == call:
         print(f"{head} one call per task ({call} rows) either way, nothing to compare")
         return
-    single, several = augmented_rows(corpus, config, call), augmented_rows(corpus, config)
+    single, several = epoch_rows(corpus, config, call), epoch_rows(corpus, config)
     timed_pass(single), timed_pass(several)
     ratios = []
     for i in range(pairs):

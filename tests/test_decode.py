@@ -3,7 +3,6 @@
 import io
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import torch
 from PIL import Image
@@ -17,9 +16,8 @@ from pipelines.data.images import (
     CALL_INPUT_BYTES,
     MAX_TASK_INPUT_BYTES,
     TASKS_PER_SLOT,
-    _call_batches,
-    _train_rows,
     batch_seed,
+    cached_calls,
     call_rows,
     rows_per_task,
 )
@@ -256,40 +254,20 @@ def test_batch_seed__deterministic_and_sensitive_to_each_input():
     assert batch_seed(0, 1, 2) == batch_seed(0, 1, 2) and len(seeds) == 4
 
 
-def test_train_rows__drops_bad_and_held_out_rows_and_yields_one_block_per_call():
+def test_cached_calls__gather_the_tasks_rows_in_calls_with_their_own_draws():
     images = np.random.default_rng(1).integers(0, 256, (1, 1, 20, 20), dtype=np.uint8).repeat(11, axis=0)
-    keys = np.arange(100, 111) * 10_000 + np.array([9_999] * 10 + [0])  # the last key: held out at 0.5
-    error = np.array([""] * 11, dtype=object)
-    error[3] = "truncated"
-    batch = {"image": images, "label": np.arange(11), "key": keys, "error": error, "bad_path": error}
+    images.setflags(write=False)  # as ray.get gives it from the object store
+    labels = np.arange(11, dtype=np.int64) * 10
     recipe = build_recipe("simclr", size=16, blur_prob=0.0)
-    chunks = list(_train_rows(table(batch), recipe, True, train_seed=0, holdout=0.5, call_rows=4))
-    assert [len(c["label"]) for c in chunks] == [3, 4, 2]  # rows 0-3, 4-7, 8-10 less the dropped
-    assert np.concatenate([c["label"] for c in chunks]).tolist() == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    rows = np.array([9, 2, 7, 0, 5, 3, 10])
+    chunks = list(cached_calls(images, labels, rows, 3, recipe, True, seed=0))
+    assert [c["label"].tolist() for c in chunks] == [[20, 70, 90], [0, 30, 50], [100]]  # sorted within a call
     crops = [v.tobytes() for c in chunks for v in c["view_0"]]
-    assert len(set(crops)) == 9  # one image: each call draws its own crops (no shared seed across calls)
+    assert len(set(crops)) == 7  # one image: each call draws its own crops (no shared seed across calls)
     assert all(c["view_0"].shape[1:] == (1, 16, 16) and c["view_1"].dtype == np.uint8 for c in chunks)
-
-    error[:] = "unreadable"  # a task of bad rows only: one empty block with the views' columns
-    (empty,) = _train_rows(table(batch), recipe, True, train_seed=0, holdout=0.0, call_rows=4)
-    assert empty["view_0"].shape == (0, 1, 16, 16) and empty["label"].dtype == np.int64
-
-
-def test_call_batches__views_of_one_block_copies_across_blocks():
-    rng = np.random.default_rng(0)
-    blocks = [rng.integers(0, 256, (n, 3, 4, 4), dtype=np.uint8) for n in (8, 3)]
-    columns = [
-        {"image": b, "label": np.arange(len(b)), "key": np.arange(len(b)), "error": np.full(len(b), "")}
-        for b in blocks
-    ]
-    task = pa.concat_tables([table(c) for c in columns])  # a task's input: its blocks as chunks
-    calls = list(_call_batches(task, 4))
-    assert [len(c["label"]) for c in calls] == [4, 4, 3]
-    assert np.shares_memory(calls[0]["image"], blocks[0]) and np.shares_memory(calls[1]["image"], blocks[0])
-    assert not np.shares_memory(calls[2]["image"], blocks[0])  # rows 8-10: the last of block 0 + block 1
-    assert np.array_equal(np.concatenate([c["image"] for c in calls]), np.concatenate(blocks))
-    (empty,) = _call_batches(task.slice(0, 0), 4)
-    assert empty["image"].shape == (0, 3, 4, 4)
+    again = list(cached_calls(images, labels, rows, 3, recipe, True, seed=0))
+    assert all(np.array_equal(x["view_0"], y["view_0"]) for x, y in zip(chunks, again))
+    assert list(cached_calls(images, labels, rows[:0], 3, recipe, True, seed=0)) == []
 
 
 @pytest.mark.parametrize(

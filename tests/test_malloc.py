@@ -13,21 +13,19 @@ from pipelines.data import malloc
 ROOT = Path(__file__).resolve().parents[1]
 VIEW_PAGES = 2 * 256 * 3 * 224 * 224 // 4096  # 18,816 pages of 4 KiB
 
-# The per-epoch UDF on two rows sets the policy; then six 256-image 224 px calls (views: two
-# 37 MB arrays) count their minor page faults.
+# cached_calls (what every per-epoch task runs) on two rows sets the policy; then six 256-image
+# 224 px calls (views: two 37 MB arrays) count their minor page faults.
 CALLS = """
 import json, resource
 import numpy as np
 from cl_core.transforms import build_recipe
-from pipelines.data.images import _train_rows
+from pipelines.data.images import cached_calls
 from cl_core.transforms.stages import augment_batch
-from ray.data.block import BlockAccessor
 
 recipe = build_recipe("simclr", size=224)
 images = np.random.default_rng(0).integers(0, 256, (256, 3, 224, 224), dtype=np.uint8)
 labels = np.zeros(256, np.int64)
-rows = {"image": images[:2], "label": labels[:2], "key": np.arange(2), "error": np.array(["", ""])}
-assert len(list(_train_rows(BlockAccessor.batch_to_block(rows), recipe, True, 0, 0.0, 2))) == 1
+assert len(list(cached_calls(images, labels, np.arange(2), 2, recipe, True, 0))) == 1
 faults = []
 for seed in range(6):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -45,7 +43,7 @@ def call_faults() -> list[int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc thresholds: Linux only")
-def test_train_rows__later_calls_reuse_the_heap_instead_of_faulting_views_in():
+def test_cached_calls__later_calls_reuse_the_heap_instead_of_faulting_views_in():
     faults = call_faults()
     # Five later calls fault in less than one call's views in all (measured 1,400-5,900; without
     # the policy 66,000-115,000: most calls fault in their views, 9,000-38,000 each).

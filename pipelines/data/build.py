@@ -1,16 +1,18 @@
-"""``build_datasets(config)``: the corpus read, the per-epoch augmentation and the kNN monitor's sets."""
+"""``build_datasets(config)``: the training stream and the kNN monitor's sets of any source."""
 
 from pipelines.config import ExperimentConfig
-from pipelines.data.corpus import eval_sets, read_corpus
 from pipelines.data.datasets import Datasets
-from pipelines.data.images import augmented_rows
+from pipelines.data.images import build_cached
 from pipelines.data.stream import build_streamed
 from pipelines.data.video import build_video_datasets
 
+STREAMED = ("image_folder", "tar_shards")  # read anew every epoch unless data.cache is "memory"
+
 
 def build_datasets(config: ExperimentConfig) -> Datasets:
-    """The training stream and the kNN monitor's sets of ``config.data``: an image folder streamed
-    every epoch (``data.cache: none``), else decoded once (materialised) and augmented every epoch.
+    """Image folders and tar shards streamed every epoch (``data.cache: none``); Fashion-MNIST,
+    Parquet and cached folders decoded once; video as CVRL clip pairs. Every image source reads
+    its rows in a fresh order each epoch, keyed by (``train.seed``, epoch).
 
     Raises:
         ValueError: more than ``data.max_bad_fraction`` of the corpus is bad (names examples).
@@ -18,10 +20,6 @@ def build_datasets(config: ExperimentConfig) -> Datasets:
     """
     if config.data.source == "video_folder":  # CVRL clip pairs
         return build_video_datasets(config)
-    streamed = config.data.source == "tar_shards" or config.data.source == "image_folder"
-    if streamed and config.data.cache == "none":  # read anew in a fresh order every epoch
+    if config.data.source in STREAMED and config.data.cache == "none":
         return build_streamed(config)
-    corpus = read_corpus(config)
-    train = augmented_rows(corpus, config)
-    eval_train, eval_test = eval_sets(corpus, config)
-    return Datasets(train, eval_train, eval_test, corpus.report, corpus.num_train_rows)
+    return build_cached(config)

@@ -1,10 +1,14 @@
-"""The per-epoch image augmentation on Ray Data: calls and tasks sized to the decoded blocks.
+"""Decoded-once image corpora (Fashion-MNIST, Parquet, ``data.cache: memory`` folders) on Ray Data:
+the decoded training images live in the object store as one array, and every epoch each task
+gathers its rows at the positions of the epoch's permutation (keyed by (``train.seed``, epoch), as
+the streamed path) and augments them in calls of ``call_rows``.
 
-Randomness: every augmentation call seeds a ``torch.Generator`` from (``train.seed``, the key of
-its first row, fresh OS entropy per task), so epochs and batches draw different views and
-samples of a batch draw their own parameters.
-``augment_batch`` is deterministic given its seed; the pipeline is not bit-reproducible (fresh
-entropy; Ray Data's batch boundaries are not fixed).
+    datasets = build_cached(config)   # train: view_i (c, s_i, s_i) uint8, label; kNN sets
+
+Randomness: every augmentation call seeds a ``torch.Generator`` from (``train.seed``, epoch and
+call, fresh OS entropy per task), so epochs and batches draw different views and samples of a
+batch draw their own parameters. ``augment_batch`` is deterministic given its seed; the views are
+not bit-reproducible (fresh entropy), the order of the rows is.
 """
 
 import logging
@@ -12,16 +16,18 @@ import secrets
 from collections.abc import Callable, Iterator
 
 import numpy as np
-import pyarrow as pa
+import ray
 import ray.data
 import torch
-from ray.data.block import BlockAccessor
 
 from cl_core.datasets.decode import held_out
+from cl_core.datasets.permutation import epoch_key, permute
 from cl_core.transforms import ViewRecipe
 from cl_core.transforms.stages import augment_batch
 from pipelines.config import ExperimentConfig, recipe_from_config
-from pipelines.data.corpus import Corpus
+from pipelines.data.corpus import Corpus, eval_sets, read_corpus
+from pipelines.data.datasets import Datasets
+from pipelines.data.epochs import current_epoch, start_clock
 from pipelines.data.malloc import keep_freed_memory
 from pipelines.data.readers import block_rows
 
@@ -79,73 +85,6 @@ def batch_seed(train_seed: int, key: int, entropy: int) -> int:
     return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0])
 
 
-def _train_rows(
-    table: pa.Table,
-    recipe: ViewRecipe,
-    colour_on_device: bool,
-    train_seed: int,
-    holdout: float,
-    call_rows: int,
-) -> Iterator[dict[str, np.ndarray]]:
-    """The per-epoch map_batches UDF of one task: ``augment_batch`` on ``call_rows`` rows of the
-    task's input at a time (bounded memory), bad and held-out rows dropped, yielding each call's
-    views; once for a task without a good row (an empty, typed block).
-
-    ``table`` is the task's input as Arrow (``batch_format="pyarrow"``): its decoded blocks as
-    chunks, not concatenated. A call within one block reads it in place; Ray Data's NumPy
-    batches would copy a task's blocks into one array first.
-    """
-    torch.set_num_threads(1)  # measured: OpenMP threads of concurrent tasks made make_views ~40x slower
-    keep_freed_memory()  # views come from the heap, not page-faulted in anew by every call
-    entropy, yielded, empty = secrets.randbits(64), False, None  # fresh entropy: new views every epoch
-    for batch in _call_batches(table, call_rows):
-        keep = (batch["error"] == "") & ~held_out(batch["key"], holdout)
-        rows = {name: batch[name] if keep.all() else batch[name][keep] for name in ("image", "label")}
-        if not keep.any():
-            empty = rows
-            continue
-        seed = batch_seed(train_seed, int(batch["key"][0]), entropy)
-        yield augment_batch(rows, recipe, colour_on_device, seed)
-        yielded = True
-    if not yielded:  # a task without a good row: one empty block with the views' columns
-        yield augment_batch(empty, recipe, colour_on_device, seed=0)
-
-
-def _call_batches(table: pa.Table, call_rows: int) -> Iterator[dict[str, np.ndarray]]:
-    """``table``'s rows ``call_rows`` at a time as NumPy columns (at least one, maybe empty
-    batch); views into the table where a call lies within one of its chunks, else a copy."""
-    table = table.select(["image", "label", "key", "error"])
-    for start in range(0, max(1, table.num_rows), call_rows):
-        yield BlockAccessor.for_block(table.slice(start, call_rows)).to_batch_format("numpy")
-
-
-def augmented_rows(
-    corpus: Corpus, config: ExperimentConfig, rows: int | None = None, fn: Callable = _train_rows
-) -> ray.data.Dataset:
-    """``corpus``'s training rows augmented anew each epoch, ``rows`` images per task (default
-    ``corpus_rows_per_task``; ``bench/augment.py`` compares it with one call per task), by
-    ``fn`` (``_train_rows``; the bench wraps it to time the calls).
-
-    Each call's views leave the task as a block of their own: the dataset's
-    ``target_max_block_size`` is set to ``call_block_bytes`` (the context is shared with the
-    corpus' other datasets; the value depends only on ``config``).
-    """
-    recipe, per_call = recipe_from_config(config), call_rows(config)
-    kwargs = {
-        "recipe": recipe,
-        "colour_on_device": config.augment.colour_on_device,
-        "train_seed": config.train.seed,
-        "holdout": corpus.holdout,
-        "call_rows": per_call,
-    }
-    rows = corpus_rows_per_task(corpus, config) if rows is None else rows
-    train = corpus.train.map_batches(
-        fn, fn_kwargs=kwargs, batch_size=rows, batch_format="pyarrow", **corpus.tasks
-    )
-    train.context.target_max_block_size = call_block_bytes(recipe, config.data.channels, per_call)
-    return train
-
-
 def call_block_bytes(recipe: ViewRecipe, channels: int, call_rows: int) -> int:
     """Ray Data's ``target_max_block_size`` for the augmentation: 4/5 of one call's views.
 
@@ -158,6 +97,101 @@ def call_block_bytes(recipe: ViewRecipe, channels: int, call_rows: int) -> int:
     return max(1, call_rows * view_bytes * 4 // 5)
 
 
-def corpus_rows_per_task(corpus: Corpus, config: ExperimentConfig) -> int:
-    """``rows_per_task`` for all of ``corpus``'s rows and its concurrent augmentation tasks."""
-    return rows_per_task(config, corpus.report.total, corpus.tasks["compute"].size)
+def cached_calls(
+    images: np.ndarray,
+    labels: np.ndarray,
+    rows: np.ndarray,
+    call: int,
+    recipe: ViewRecipe,
+    on_device: bool,
+    seed: int,
+) -> Iterator[dict[str, np.ndarray]]:
+    """The views of ``images[rows]``, ``call`` rows per ``augment_batch`` call (each one block);
+    each call's rows are gathered in ascending order (memory locality; they are a random subset).
+
+    Args:
+        images: (n, c, s, s) uint8 decoded corpus (read-only is fine).
+        labels: (n,) int64.
+        rows: this task's row indices (the epoch's permutation at its positions).
+        call: rows per call.
+        recipe: the views to make.
+        on_device: ``augment.colour_on_device``.
+        seed: mixed with each call's index into its generator's seed.
+    """
+    keep_freed_memory()  # views come from the heap, not page-faulted in anew by every call
+    for start in range(0, len(rows), call):
+        picked = np.sort(rows[start : start + call])
+        batch = {"image": images[picked], "label": labels[picked]}  # a copy: the gather
+        yield augment_batch(batch, recipe, on_device, batch_seed(seed, start, 0))
+
+
+def _cached_task(
+    batch: dict[str, np.ndarray], arrays: tuple, per_task: int, call: int, clock: str, options: dict
+) -> Iterator[dict[str, np.ndarray]]:
+    """The map_batches UDF of one task (its one row: the task's index)."""
+    torch.set_num_threads(1)  # measured: OpenMP threads of concurrent tasks made make_views ~40x slower
+    images, labels = (ray.get(ref) for ref in arrays)  # Ray: zero-copy from the node's object store
+    task, epoch, seed = int(batch["id"][0]), current_epoch(clock), options["train_seed"]
+    n = len(labels)
+    positions = np.arange(task * per_task, min(n, (task + 1) * per_task))
+    rows = permute(positions, n, epoch_key(seed, epoch))
+    call_seed = batch_seed(seed, epoch_key(epoch, task), secrets.randbits(64))  # fresh views per epoch
+    yield from cached_calls(images, labels, rows, call, options["recipe"], options["on_device"], call_seed)
+
+
+def cached_rows(
+    images: np.ndarray,
+    labels: np.ndarray,
+    config: ExperimentConfig,
+    clock: str,
+    tasks: dict[str, object],
+    rows: int | None = None,
+    fn: Callable = _cached_task,
+) -> ray.data.Dataset:
+    """The training stream over decoded ``images``: ``rows`` per task (default ``rows_per_task``;
+    ``bench/augment.py`` compares it with one call per task), a fresh order every epoch, made by
+    ``fn`` (``_cached_task``; the bench wraps it to time the calls).
+
+    Each call's views leave the task as a block of their own: the dataset's
+    ``target_max_block_size`` is ``call_block_bytes`` (the context is shared with the corpus'
+    other datasets; the value depends only on ``config``).
+    """
+    recipe, call, n = recipe_from_config(config), call_rows(config), len(labels)
+    per_task = rows_per_task(config, n, tasks["compute"].size) if rows is None else rows
+    options = {
+        "recipe": recipe,
+        "on_device": config.augment.colour_on_device,
+        "train_seed": config.train.seed,
+    }
+    arrays = (ray.put(images), ray.put(labels))  # Ray: one copy in the object store, read by every task
+    kwargs = {"arrays": arrays, "per_task": per_task, "call": call, "clock": clock, "options": options}
+    num_tasks = max(1, -(-n // per_task))
+    index = ray.data.range(num_tasks, override_num_blocks=num_tasks)  # Ray: one row per task
+    train = index.map_batches(fn, fn_kwargs=kwargs, batch_size=1, **tasks)
+    train.context.target_max_block_size = call_block_bytes(recipe, config.data.channels, call)
+    return train
+
+
+def training_arrays(corpus: Corpus) -> tuple[np.ndarray, np.ndarray]:
+    """The good, not held-out rows of a decoded corpus as (images (n, c, s, s), labels (n,))."""
+    images, labels = [], []
+    for batch in corpus.train.iter_batches(batch_size=None, batch_format="numpy"):
+        keep = (batch["error"] == "") & ~held_out(batch["key"], corpus.holdout)
+        images.append(batch["image"][keep])
+        labels.append(batch["label"][keep].astype(np.int64))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def build_cached(config: ExperimentConfig) -> Datasets:
+    """Read, decode and resize once, check bad files, build the kNN sets, then the per-epoch stream.
+
+    Raises:
+        ValueError: more than ``data.max_bad_fraction`` of the corpus is bad (names examples).
+        FileNotFoundError: a missing corpus (for Fashion-MNIST: how to install it).
+    """
+    corpus = read_corpus(config)
+    eval_train, eval_test = eval_sets(corpus, config)
+    images, labels = training_arrays(corpus)
+    clock, handle = start_clock()
+    train = cached_rows(images, labels, config, clock, corpus.tasks)
+    return Datasets(train, eval_train, eval_test, corpus.report, len(labels), clock, handle)
