@@ -1,5 +1,6 @@
-"""The streamed image folder on a local Ray: a class-sorted folder gives batches with the class mix
-of iid sampling, every epoch in a new order, the same order again for the same epoch (resume)."""
+"""An image folder on a local Ray, streamed and decoded once: a class-sorted folder gives batches
+with the class mix of iid sampling, every epoch in a new order, the same order again for the same
+epoch (resume)."""
 
 import numpy as np
 import pytest
@@ -38,13 +39,19 @@ def _iid_majority_shares(label_counts: np.ndarray, size: int, trials: int = 4000
     return np.array([np.bincount(rng.choice(pool, size, replace=False)).max() / size for _ in range(trials)])
 
 
-def test_streamed_folder__batches_mix_classes_as_iid_and_epochs_reorder(ray_local, sorted_folder):
+@pytest.mark.parametrize("cache", ["none", "memory"])  # streamed, and decoded once
+def test_sorted_folder__batches_mix_classes_as_iid_and_epochs_reorder(ray_local, sorted_folder, cache):
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # compare orders, not task completion times
     try:
         config = load_config(
             values={
-                "data": {"source": "image_folder", "path": str(sorted_folder), "holdout_fraction": 0.1},
+                "data": {
+                    "source": "image_folder",
+                    "path": str(sorted_folder),
+                    "holdout_fraction": 0.1,
+                    "cache": cache,
+                },
                 "eval": {"train_size": 200, "test_size": 100},
             }
         )

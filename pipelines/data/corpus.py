@@ -35,6 +35,7 @@ class Corpus:
         num_train_rows: good rows not held out.
         num_held_out: good rows held out.
         tasks: ``map_batches`` resources of every step on this corpus (``task_resources``).
+        keys: the good rows' keys (fingerprints of files and Parquet rows, indices of arrays).
     """
 
     train: ray.data.Dataset
@@ -45,6 +46,7 @@ class Corpus:
     num_train_rows: int
     num_held_out: int
     tasks: dict[str, object]
+    keys: np.ndarray  # (n,) int64 keys of the good rows
 
 
 def task_resources(config: ExperimentConfig) -> dict[str, object]:
@@ -115,33 +117,50 @@ def read_corpus(config: ExperimentConfig) -> Corpus:
     check_corpus(report, data.max_bad_fraction, data.path or data.source)
     holdout = data.holdout_fraction if labelled and test is None else 0.0
     n_held = int(held_out(keys, holdout).sum())
-    return Corpus(train, test, report, labelled, holdout, len(keys) - n_held, n_held, tasks)
+    return Corpus(train, test, report, labelled, holdout, len(keys) - n_held, n_held, tasks, keys)
 
 
-def _eval_rows(batch: dict[str, np.ndarray], want_held_out: bool, holdout: float) -> dict[str, np.ndarray]:
-    """The good rows of one side of the held-out split: ``image`` (n, c, s, s), ``label`` (n,)."""
+def _eval_rows(
+    batch: dict[str, np.ndarray], want_held_out: bool, holdout: float, max_key: int | None
+) -> dict[str, np.ndarray]:
+    """The good rows of one side of the held-out split with keys <= ``max_key``: ``image``
+    (n, c, s, s), ``label`` (n,)."""
     keep = (batch["error"] == "") & (held_out(batch["key"], holdout) == want_held_out)
+    if max_key is not None:
+        keep &= batch["key"] <= max_key
     return {"image": batch["image"][keep], "label": batch["label"][keep].astype(np.int64)}
 
 
-def eval_set(decoded: ray.data.Dataset, want_held_out: bool, holdout: float, size: int, tasks: dict):
-    kwargs = {"want_held_out": want_held_out, "holdout": holdout}
+def smallest_keys_bound(keys: np.ndarray, size: int) -> int | None:
+    """The ``size``-th smallest of ``keys`` (None when there are no more than ``size``): rows up to
+    it are a fixed subset, uniformly random where keys are fingerprints (files, Parquet rows)
+    and the first rows where keys are row indices (Fashion-MNIST)."""
+    return None if len(keys) <= size else int(np.partition(keys, size - 1)[size - 1])
+
+
+def eval_set(
+    decoded: ray.data.Dataset, want_held_out: bool, holdout: float, size: int, tasks: dict, max_key=None
+):
+    kwargs = {"want_held_out": want_held_out, "holdout": holdout, "max_key": max_key}
     return decoded.map_batches(_eval_rows, fn_kwargs=kwargs, **tasks).limit(size).materialize()
 
 
 def eval_sets(corpus: Corpus, config: ExperimentConfig) -> tuple[ray.data.Dataset | None, ...]:
     """The kNN monitor's (memory bank, queries), un-augmented and materialised, or (None, None).
 
-    Memory bank: the first ``eval.train_size`` training rows; queries: the first
-    ``eval.test_size`` held-out rows (Fashion-MNIST: of t10k). None without labels or when no
-    row fell in the held-out split.
+    Memory bank: the ``eval.train_size`` training rows of smallest key; queries: as many
+    held-out rows likewise (Fashion-MNIST: the first of t10k); a class-sorted folder gives every
+    class to both. None without labels or when no row fell in the held-out split.
     """
     tasks = corpus.tasks
     if not corpus.labelled or (corpus.test is None and corpus.num_held_out == 0):
         if corpus.labelled:
             LOG.warning("no image fell in the held-out split (data.holdout_fraction): no kNN monitor")
         return None, None
-    bank = eval_set(corpus.train, False, corpus.holdout, config.eval.train_size, tasks)
+    split = held_out(corpus.keys, corpus.holdout)
+    bank_key = smallest_keys_bound(corpus.keys[~split], config.eval.train_size)
+    bank = eval_set(corpus.train, False, corpus.holdout, config.eval.train_size, tasks, bank_key)
     if corpus.test is not None:
         return bank, eval_set(corpus.test, False, 0.0, config.eval.test_size, tasks)
-    return bank, eval_set(corpus.train, True, corpus.holdout, config.eval.test_size, tasks)
+    query_key = smallest_keys_bound(corpus.keys[split], config.eval.test_size)
+    return bank, eval_set(corpus.train, True, corpus.holdout, config.eval.test_size, tasks, query_key)

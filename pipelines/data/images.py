@@ -106,8 +106,8 @@ def cached_calls(
     on_device: bool,
     seed: int,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """The views of ``images[rows]``, ``call`` rows per ``augment_batch`` call (each one block);
-    each call's rows are gathered in ascending order (memory locality; they are a random subset).
+    """The views of ``images[rows]`` in that order (a copy: the gather), ``call`` rows per
+    ``augment_batch`` call, each call one block.
 
     Args:
         images: (n, c, s, s) uint8 decoded corpus (read-only is fine).
@@ -120,8 +120,8 @@ def cached_calls(
     """
     keep_freed_memory()  # views come from the heap, not page-faulted in anew by every call
     for start in range(0, len(rows), call):
-        picked = np.sort(rows[start : start + call])
-        batch = {"image": images[picked], "label": labels[picked]}  # a copy: the gather
+        picked = rows[start : start + call]  # in the permutation's order: a call is a block, and
+        batch = {"image": images[picked], "label": labels[picked]}  # blocks make the batches
         yield augment_batch(batch, recipe, on_device, batch_seed(seed, start, 0))
 
 
