@@ -127,13 +127,12 @@ def job(folder: Path, cache: str, batches: int, batch: int = 256) -> dict[str, f
         if datasets.clock is not None:
             set_epoch(datasets.clock, 0)
         (split,) = datasets.train.streaming_split(1, equal=True)
-        stream = split.iter_batches(batch_size=batch, drop_last=True)
+        stream = iter(split.iter_batches(batch_size=batch, drop_last=True))
         next(stream)
         first = time.monotonic() - started
         steady = time.monotonic()
-        for _ in range(batches - 1):
-            next(stream)
-        rate = (batches - 1) * batch / (time.monotonic() - steady)
+        taken = sum(1 for _, _ in zip(range(batches - 1), stream))  # fewer if the epoch ends first
+        rate = taken * batch / (time.monotonic() - steady)
     finally:
         peaks.stop.set()
         peaks.join()
@@ -145,7 +144,7 @@ def main() -> None:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--n", type=int, default=5000, help="N (%(default)s)")
-    parser.add_argument("--batches", type=int, default=24, help="batches of 256 per job (%(default)s)")
+    parser.add_argument("--batches", type=int, default=12, help="batches of 256 per job (%(default)s)")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "ssl-pipeline-bench")
     args = parser.parse_args()
     small = make_corpus(args.cache_dir / f"jpeg-{args.n}", args.n)

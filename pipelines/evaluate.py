@@ -18,6 +18,7 @@ import argparse
 from dataclasses import replace
 
 from cl_core.evaluation import FineTuneSettings
+from pipelines.config.load import add_overrides_argument
 from pipelines.evaluation.downstream import REFERENCES, Protocol, evaluate, resolve_source
 
 
@@ -36,14 +37,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tracking-uri", help="MLflow store of a run id (default: $MLFLOW_TRACKING_URI or ./mlflow.db)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override the run's config, e.g. --set data.path=/data/fmnist",
-    )
+    add_overrides_argument(parser, "override the run's config, e.g. --set data.path=/data/fmnist")
     parser.add_argument("--train-size", type=int, help="labelled training rows (default: all)")
     parser.add_argument("--test-size", type=int, default=10_000, help="test rows (default: %(default)s)")
     parser.add_argument("--knn-k", type=int, help="kNN neighbours (default: the run's eval.knn_k)")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipelines import storage
 from pipelines.config import load_config, load_yaml
+from pipelines.config.load import add_overrides_argument
 from pipelines.run import DEFAULT_CONFIG, SMOKE, pretrain, resolve_run_dir
 
 
@@ -25,14 +26,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument(
         "config", nargs="?", default=str(DEFAULT_CONFIG), help="experiment YAML (default: %(default)s)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.epochs=10 (repeatable)",
-    )
+    add_overrides_argument(parser, "override a config value, e.g. --set train.epochs=10 (repeatable)")
     parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint (a path or an s3:// URI)"
     )

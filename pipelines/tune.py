@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pipelines.config.load import add_overrides_argument
 from pipelines.sweep.driver import run_sweep
 
 
@@ -21,14 +22,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("space", nargs="?", help="sweep space YAML in tune_spaces/ (not with --resume)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a base config value for every trial (repeatable)",
-    )
+    add_overrides_argument(parser, "override a base config value for every trial (repeatable)")
     parser.add_argument(
         "--resume",
         type=Path,

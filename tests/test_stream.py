@@ -104,3 +104,21 @@ def test_augment_images__crops_the_whole_image_of_any_size_deterministically():
     assert all(np.array_equal(out[k], again[k]) for k in out)
     full = augment_images([half, wide], np.array([3, 4]), build_recipe("simclr", size=16), False, seed=1)
     assert full["view_1"].shape == (2, 3, 16, 16) and full["view_1"].dtype == np.uint8
+
+
+def test_auto_cache__decodes_once_only_when_the_squares_fit_the_stores_share(tmp_path, monkeypatch, caplog):
+    from pipelines.data import build
+
+    for c in range(2):
+        (tmp_path / f"c{c}").mkdir()
+        for i in range(50):
+            Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / f"c{c}" / f"{i}.png")
+    values = {
+        "data": {"source": "image_folder", "path": str(tmp_path), "cache": "auto", "holdout_fraction": 0.0}
+    }
+    config = load_config(values=values)  # 100 files x 1 x 28 x 28 = 78,400 bytes decoded
+    monkeypatch.setattr(build.ray, "cluster_resources", lambda: {"object_store_memory": 78_400 / 0.3 + 1})
+    assert build.auto_cache(config) == "memory"
+    monkeypatch.setattr(build.ray, "cluster_resources", lambda: {"object_store_memory": 78_400 / 0.3 - 1})
+    assert build.auto_cache(config) == "none"
+    assert "100 files decode to 0.0 GB" in caplog.text and "streamed (none)" in caplog.text

@@ -171,7 +171,7 @@ def _subset(listing: pa.Table, size: int, seed: int) -> pa.Table:
     return listing.take(pa.array(permute(np.arange(min(size, n)), n, epoch_key(seed, -1))))
 
 
-def _folder(config: ExperimentConfig) -> tuple[pa.Table, pa.Table, pa.Table, bool]:
+def folder_listing(config: ExperimentConfig) -> tuple[pa.Table, pa.Table, pa.Table, bool]:
     """(listing, training files, held-out files, labelled) of an image folder, local or URI."""
     data = config.data
     if storage.is_uri(data.path):
@@ -237,7 +237,7 @@ def build_streamed(config: ExperimentConfig) -> Datasets:
         listing = pa.table({"path": uris, "label": np.full(len(uris), -1, np.int64)})
         num_train = round(total * (1 - (data.holdout_fraction if labelled else 0.0)))
     else:
-        files, train, test, labelled = _folder(config)
+        files, train, test, labelled = folder_listing(config)
         sample = pa.concat_tables(
             [_subset(train, sizes[0], config.train.seed), _subset(test, sizes[1], config.train.seed)]
         )

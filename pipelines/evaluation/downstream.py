@@ -1,9 +1,5 @@
-"""Evaluate a pretrained encoder under fixed protocols; results go into its MLflow run as final/*.
-
-    python pipelines/evaluate.py runs/simclr_fmnist-20261123-101500   # a run directory
-    python pipelines/evaluate.py 3f2a9c...                             # an MLflow run id
-    python pipelines/evaluate.py runs/x/checkpoint_000002 --fractions 0.01 --finetune-epochs 10
-    python pipelines/evaluate.py configs/simclr_fmnist.yaml --reference raw-pixels
+"""Downstream evaluation of a pretrained encoder (the ``evaluate.py`` CLI's body); results go into
+its MLflow run as final/*.
 
 Protocols (every one on the final encoder, never the best epoch): weighted kNN (InstDisc; k and
 T from the run's ``eval`` section or ``--knn-k`` / ``--knn-temperature``), a linear probe on
