@@ -5,11 +5,15 @@ reads credentials, region and ``AWS_ENDPOINT_URL`` (an S3-compatible server) fro
 environment variables.
 """
 
+import logging
 import posixpath
+import time
 from functools import lru_cache
 from pathlib import Path
 
 import pyarrow.fs as pafs
+
+LOG = logging.getLogger(__name__)
 
 
 def is_uri(path: str | Path) -> bool:
@@ -93,10 +97,11 @@ def list_files(root: str | Path, recursive: bool = True) -> list[tuple[str, int]
     return sorted(out)
 
 
-def list_tree(root: str | Path, workers: int = 16) -> list[tuple[str, int]]:
+def list_tree(root: str | Path, workers: int = 16, every_s: float = 10.0) -> list[tuple[str, int]]:
     """``list_files(root)`` with the first-level sub-folders listed in parallel (threads: object
     storage answers a listing 1,000 keys per request, so one folder of 10M files is 10,000 round
-    trips in a row; a folder per class lists them side by side)."""
+    trips in a row; a folder per class lists them side by side). Logs progress (folders, files,
+    rate) every ``every_s`` seconds."""
     from concurrent.futures import ThreadPoolExecutor
 
     fs, where = resolve(root)
@@ -107,7 +112,19 @@ def list_tree(root: str | Path, workers: int = 16) -> list[tuple[str, int]]:
     hidden = [info for info in top if posixpath.basename(info.path).startswith(".")]
     files = [(prefix + i.path, i.size) for i in top if i.type == pafs.FileType.File and i not in hidden]
     folders = [prefix + i.path for i in top if i.type == pafs.FileType.Directory and i not in hidden]
+    started = last = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(folders)))) as pool:
-        for listed in pool.map(list_files, folders):
+        for done, listed in enumerate(pool.map(list_files, folders), 1):
             files += listed
+            if time.monotonic() - last >= every_s:
+                last, rate = time.monotonic(), len(files) / (time.monotonic() - started)
+                LOG.warning(
+                    "listing %s: %d/%d folders, %d files, %.0f files/s",
+                    root,
+                    done,
+                    len(folders),
+                    len(files),
+                    rate,
+                )
+    LOG.warning("listed %s: %d files in %.1f s", root, len(files), time.monotonic() - started)
     return sorted(files)

@@ -17,6 +17,7 @@ from pipelines import storage
 from pipelines.config import load_config
 from pipelines.data.build import build_datasets
 from pipelines.data.epochs import set_epoch
+from pipelines.evaluation import downstream
 from pipelines.run import RUN_INFO, pretrain
 from pipelines.shard import write_shards
 from pipelines.train.checkpoints import ENCODER_FILE
@@ -90,3 +91,7 @@ def test_pretrain__reads_shards_from_s3_checkpoints_there_and_resumes(shard_uri,
     steps = [m.step for m in client.get_metric_history(info["run_id"], "train/loss")]
     assert len(steps) == len(set(steps)) == 2  # one point per epoch, none repeated by the resume
     assert client.get_run(info["run_id"]).info.status == "FINISHED"
+    source = downstream.resolve_source(run_dir, None, [], None)  # evaluate.py on the S3 run directory
+    assert source.run_id == info["run_id"] and all(
+        torch.equal(state[k], source.encoder_state[k]) for k in state
+    )

@@ -122,3 +122,19 @@ def test_auto_cache__decodes_once_only_when_the_squares_fit_the_stores_share(tmp
     monkeypatch.setattr(build.ray, "cluster_resources", lambda: {"object_store_memory": 78_400 / 0.3 - 1})
     assert build.auto_cache(config) == "none"
     assert "100 files decode to 0.0 GB" in caplog.text and "streamed (none)" in caplog.text
+
+
+def test_sample_crop_boxes__per_image_sizes_match_the_scalar_draws_and_fit_each_image():
+    import torch
+
+    from cl_core.transforms.crops import sample_crop_boxes
+
+    params = build_recipe("simclr", size=16, min_scale=0.08).views[0]
+    same = sample_crop_boxes(50, 40, 60, params, torch.Generator().manual_seed(3))
+    tensors = torch.full((50,), 40), torch.full((50,), 60)
+    assert torch.equal(same, sample_crop_boxes(50, *tensors, params, torch.Generator().manual_seed(3)))
+    h, w = torch.tensor([40, 7, 300, 1, 90] * 20), torch.tensor([60, 300, 7, 1, 90] * 20)
+    boxes = sample_crop_boxes(100, h, w, params, torch.Generator().manual_seed(4))
+    top, left, bh, bw = boxes.unbind(dim=1)
+    assert bool(((top >= 0) & (left >= 0) & (bh >= 1) & (bw >= 1)).all())
+    assert bool(((top + bh <= h) & (left + bw <= w)).all())  # inside each image, fallbacks too

@@ -12,7 +12,9 @@ from cl_core.transforms.params import ViewParams
 ATTEMPTS = 10
 
 
-def sample_crop_boxes(b: int, h: int, w: int, params: ViewParams, generator: torch.Generator) -> torch.Tensor:
+def sample_crop_boxes(
+    b: int, h: int | torch.Tensor, w: int | torch.Tensor, params: ViewParams, generator: torch.Generator
+) -> torch.Tensor:
     """Random crop boxes with ``torchvision.transforms.RandomResizedCrop.get_params`` semantics.
 
     Per sample: up to 10 attempts of area ``U(min_scale, max_scale) * h * w`` and aspect ratio
@@ -22,8 +24,8 @@ def sample_crop_boxes(b: int, h: int, w: int, params: ViewParams, generator: tor
 
     Args:
         b: number of samples.
-        h: image height.
-        w: image width.
+        h: image height, or (b,) int64 heights of images of different sizes.
+        w: image width, or (b,) widths.
         params: the view's crop parameters.
         generator: CPU generator the draws come from.
 
@@ -35,11 +37,12 @@ def sample_crop_boxes(b: int, h: int, w: int, params: ViewParams, generator: tor
     scale = params.min_scale + draws[:, 0] * (params.max_scale - params.min_scale)
     lo, hi = math.log(params.ratio[0]), math.log(params.ratio[1])
     ratio = torch.exp(lo + draws[:, 1] * (hi - lo))
-    area = scale * float(h * w)
+    area = scale * (h * w if isinstance(h, int) else (h * w).double()[:, None])
     # torch.round is round-half-to-even, like Python's round in get_params.
     cw = torch.round(torch.sqrt(area * ratio)).long()
     ch = torch.round(torch.sqrt(area / ratio)).long()
-    fits = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)  # (b, ATTEMPTS)
+    hh, ww = (h, w) if isinstance(h, int) else (h[:, None], w[:, None])
+    fits = (cw > 0) & (cw <= ww) & (ch > 0) & (ch <= hh)  # (b, ATTEMPTS)
     first = fits.long().argmax(dim=1, keepdim=True)  # index of the first fitting attempt
     found = fits.any(dim=1)
     crop_w = cw.gather(1, first).squeeze(1)
@@ -47,8 +50,13 @@ def sample_crop_boxes(b: int, h: int, w: int, params: ViewParams, generator: tor
     u = torch.rand(b, 2, generator=generator)  # uniform placement, like torch.randint
     top = torch.floor(u[:, 0] * (h - crop_h + 1)).long().clamp_(max=h - crop_h)
     left = torch.floor(u[:, 1] * (w - crop_w + 1)).long().clamp_(max=w - crop_w)
-    fh, fw = _fallback_size(h, w, params.ratio)
-    fallback = torch.tensor([(h - fh) // 2, (w - fw) // 2, fh, fw])
+    if isinstance(h, int):
+        fh, fw = _fallback_size(h, w, params.ratio)
+        fallback = torch.tensor([(h - fh) // 2, (w - fw) // 2, fh, fw])
+    else:  # per image: the same rule, (b, 4)
+        sizes = [_fallback_size(int(hi), int(wi), params.ratio) for hi, wi in zip(h.tolist(), w.tolist())]
+        fh, fw = torch.tensor(sizes, dtype=torch.long).reshape(-1, 2).unbind(dim=1)
+        fallback = torch.stack([(h - fh) // 2, (w - fw) // 2, fh, fw], dim=1)
     boxes = torch.stack([top, left, crop_h, crop_w], dim=1)  # (b, 4)
     return torch.where(found[:, None], boxes, fallback)
 

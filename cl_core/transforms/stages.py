@@ -55,9 +55,9 @@ def augment_images(
     images: list[np.ndarray], labels: np.ndarray, recipe: ViewRecipe, colour_on_device: bool, seed: int
 ) -> dict[str, np.ndarray]:
     """All views of images of any sizes, deterministic given ``seed``: per view, a random resized
-    crop of each whole image (``sample_crop_boxes`` on its own height and width, bilinear with
-    antialiasing, torchvision's ``RandomResizedCrop``) and the flip; then, unless
-    ``colour_on_device``, the colour stage in chunks, quantised to uint8.
+    crop of each whole image (``sample_crop_boxes`` on each image's own height and width, drawn
+    for all images at once; bilinear with antialiasing: torchvision's ``RandomResizedCrop``) and
+    the flip; then, unless ``colour_on_device``, the colour stage in chunks, quantised to uint8.
 
     Args:
         images: n (c, h_i, w_i) uint8 images (``decode_shrunk``'s output).
@@ -71,13 +71,16 @@ def augment_images(
     """
     generator = torch.Generator().manual_seed(seed)
     n, c = len(images), (images[0].shape[0] if images else 1)
+    tensors = [torch.from_numpy(pixels)[None] for pixels in images]  # (1, c, h_i, w_i) each
+    heights = torch.tensor([t.shape[2] for t in tensors], dtype=torch.long)
+    widths = torch.tensor([t.shape[3] for t in tensors], dtype=torch.long)
     views = []
     for params in recipe.views:
         view = torch.empty((n, c, params.size, params.size), dtype=torch.uint8)
-        for i, pixels in enumerate(images):
-            image = torch.from_numpy(pixels)[None]  # (1, c, h, w)
-            box = sample_crop_boxes(1, image.shape[2], image.shape[3], params, generator)  # (1, 4)
-            view[i] = resized_crops(image, box, params.size)[0]
+        if n:
+            boxes = sample_crop_boxes(n, heights, widths, params, generator)  # (n, 4)
+            for i, (image, box) in enumerate(zip(tensors, boxes)):
+                view[i] = resized_crops(image, box[None], params.size)[0]
         flip_where(view, torch.rand(n, generator=generator) < params.flip_prob)
         views.append(view)
     if not colour_on_device and n:

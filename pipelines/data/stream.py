@@ -15,6 +15,7 @@ the first step is one task. Local paths and ``s3://`` (any pyarrow filesystem UR
 import logging
 import math
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,7 +88,9 @@ def _decoded(named: list[tuple[str, bytes | None]], channels: int, side: int) ->
     images, good = [], np.zeros(len(named), dtype=bool)
     for i, (name, data) in enumerate(named):
         try:
-            images.append(decode_shrunk(fetch(name) if data is None else data, channels, side))
+            images.append(
+                decode_shrunk(fetch(name) if data is None else data, channels, side, as_array=False)
+            )
             good[i] = True
         except (BadImageError, OSError) as exc:
             LOG.warning("skipped %s: %s", name, exc)
@@ -185,7 +188,9 @@ def folder_listing(config: ExperimentConfig) -> tuple[pa.Table, pa.Table, pa.Tab
         if not paths:
             raise ValueError(f"no images ({' '.join(IMAGE_EXTENSIONS)}, any case) found under {data.path}")
     else:
+        started = time.monotonic()
         found = list_image_folder(data.path, labels=data.folder_labels)
+        LOG.warning("listed %s: %d images in %.1f s", data.path, len(found.paths), time.monotonic() - started)
         paths, labels = found.paths, found.labels
         root = Path(data.path).expanduser().resolve()
         keys = np.array([fingerprint(str(Path(p).relative_to(root))) for p in paths], dtype=np.int64)

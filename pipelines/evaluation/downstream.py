@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 from cl_core import build_backbone
 from cl_core.evaluation import FineTuneSettings, balanced_subset, fine_tune_top1, knn_top1, linear_probe
 from cl_core.transforms import normalize
+from pipelines import storage
 from pipelines.config import ExperimentConfig, load_config, normalization
 from pipelines.data.corpus import eval_sets, read_corpus
 from pipelines.home import output_home
@@ -72,6 +73,8 @@ def resolve_source(
         if reference not in REFERENCES:
             raise ValueError(f"--reference: {reference!r} is not one of {', '.join(REFERENCES)}")
         return Source(load_config(path, overrides), None, f"{reference} ({path})", reference=reference)
+    if storage.is_uri(target):  # a run directory on object storage
+        return _remote_run(target, overrides)
     if path.exists():
         run_dir = _run_dir_of(path.resolve())
         if run_dir is None:
@@ -101,6 +104,28 @@ def resolve_source(
         encoder_path = client.download_artifacts(target, ENCODER_FILE, tmp)
         config, state = load_config(config_path, overrides), verified_load(encoder_path)
     return Source(config, state, f"MLflow run {target}", target, uri)
+
+
+def _remote_run(run_dir: str, overrides: list[str]) -> Source:
+    """A run directory on object storage (``checkpoint.output_dir: s3://...``): its config, run info
+    and final encoder, fetched.
+
+    Raises:
+        FileNotFoundError: no ``config.yaml`` or ``encoder.pt`` there.
+    """
+    names = ("config.yaml", ENCODER_FILE)
+    missing = [name for name in names if not storage.exists(storage.join(run_dir, name))]
+    if missing:
+        raise FileNotFoundError(f"{run_dir}: no {' or '.join(missing)}; pass a finished run directory")
+    info_file = storage.join(run_dir, RUN_INFO)
+    info = json.loads(storage.read_text(info_file)) if storage.exists(info_file) else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        local = {name: Path(tmp) / name for name in names}
+        for name, file in local.items():
+            file.write_bytes(storage.read_bytes(storage.join(run_dir, name)))
+        config, state = load_config(local["config.yaml"], overrides), verified_load(local[ENCODER_FILE])
+    where = storage.join(run_dir, ENCODER_FILE)
+    return Source(config, state, where, info.get("run_id"), info.get("tracking_uri"))
 
 
 class Featurizer:
