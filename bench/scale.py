@@ -13,8 +13,9 @@ object store's bytes in use (Ray's memory summary), the peak unique memory (USS:
 object store's shared pages) of Ray's worker processes (psutil; the data tasks), and the seconds
 from building the datasets to the first batch. images/s: the batches after the first (what the
 pipeline ran ahead while the first was awaited included). Also with the colour stage on the CPU
-(the full recipe), where augmentation, not decoding, is most of the work. ``data.cache: memory`` decodes the whole corpus first (so its first batch waits for that);
-it runs on N only, since 10N at 224 px (~7.5 GB decoded) does not fit this machine's store.
+(the full recipe), where augmentation, not decoding, is most of the work. ``data.cache: memory``
+decodes the whole corpus first (so its first batch waits for that); it runs on N only, since 10N
+at 224 px (~7.5 GB decoded) does not fit this machine's store.
 Targets (issue #20): streamed 10N / N memory <= 1.3 and first batch <= 1.5; streamed images/s
 >= 0.8x the cache's on the same files.
 """

@@ -88,9 +88,7 @@ def _decoded(named: list[tuple[str, bytes | None]], channels: int, side: int) ->
     images, good = [], np.zeros(len(named), dtype=bool)
     for i, (name, data) in enumerate(named):
         try:
-            images.append(
-                decode_shrunk(fetch(name) if data is None else data, channels, side, as_array=False)
-            )
+            images.append(decode_shrunk(fetch(name) if data is None else data, channels, side))
             good[i] = True
         except (BadImageError, OSError) as exc:
             LOG.warning("skipped %s: %s", name, exc)
