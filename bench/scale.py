@@ -21,8 +21,11 @@ Targets (issue #20): streamed 10N / N memory <= 1.3 and first batch <= 1.5; stre
 """
 
 import argparse
+import json
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -112,8 +115,6 @@ class Peaks(threading.Thread):
 def job(
     folder: Path, cache: str, batches: int, batch: int = 256, colour_on_device: bool = True
 ) -> dict[str, float]:
-    if ray.is_initialized():  # something of the previous job's iterator brought Ray back up
-        ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
     peaks = Peaks()
     peaks.start()
@@ -147,7 +148,16 @@ def job(
         peaks.stop.set()
         peaks.join()
         ray.shutdown()
-    result = {"first_s": first, "store": peaks.store, "rss": peaks.rss, "images_per_s": rate}
+    return {"first_s": first, "store": peaks.store, "rss": peaks.rss, "images_per_s": rate}
+
+
+def job_in_process(folder: Path, cache: str, batches: int, colour_on_device: bool = True) -> dict[str, float]:
+    """``job`` in a fresh Python process (its own Ray instance, nothing left over between jobs)."""
+    spec = json.dumps([str(folder), cache, batches, colour_on_device])
+    out = subprocess.run(
+        [sys.executable, __file__, "--job", spec], capture_output=True, text=True, check=True
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"{folder.name} cache={cache} colour_on_device={colour_on_device}: {result}", flush=True)
     return result
 
@@ -158,15 +168,20 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000, help="N (%(default)s)")
     parser.add_argument("--batches", type=int, default=12, help="batches of 256 per job (%(default)s)")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "ssl-pipeline-bench")
+    parser.add_argument("--job", help=argparse.SUPPRESS)  # internal: one job, its result as JSON
     args = parser.parse_args()
+    if args.job:
+        folder, cache, batches, on_device = json.loads(args.job)
+        print(json.dumps(job(Path(folder), cache, batches, colour_on_device=on_device)))
+        return
     small = make_corpus(args.cache_dir / f"jpeg-{args.n}", args.n)
     large = link_copies(small, args.cache_dir / f"jpeg-{args.n}x10", 10)
     rows = {
-        "stream N": job(small, "none", args.batches),
-        "stream 10N": job(large, "none", args.batches),
-        "cache N": job(small, "memory", args.batches),
-        "stream N, colour on CPU": job(small, "none", args.batches // 3, colour_on_device=False),
-        "cache N, colour on CPU": job(small, "memory", args.batches // 3, colour_on_device=False),
+        "stream N": job_in_process(small, "none", args.batches),
+        "stream 10N": job_in_process(large, "none", args.batches),
+        "cache N": job_in_process(small, "memory", args.batches),
+        "stream N, colour on CPU": job_in_process(small, "none", args.batches // 3, False),
+        "cache N, colour on CPU": job_in_process(small, "memory", args.batches // 3, False),
     }
     print("\n| job | files | first batch s | peak object store MB | peak worker USS MB | images/s |")
     print("|---|--:|--:|--:|--:|--:|")
