@@ -6,6 +6,7 @@ the bytes' fingerprint) or ``pixels`` + ``key`` (arrays). Nothing is decoded her
 """
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from cl_core.datasets.decode import fingerprint
 from pipelines.config import DataConfig
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+LISTING_THREADS = 16
 #: Raw rows per block of the readers; decoding keeps the blocks (one decode call per block), so
 #: the decoded corpus has blocks of these sizes too, each one contiguous Arrow chunk. File rows
 #: cost ~1-5 ms each to decode, array rows ~10 us. 256 files: one 224 px augmentation call
@@ -48,8 +50,21 @@ class ImageListing:
     classes: tuple[str, ...]
 
 
+def _walk_images(folder: str) -> list[Path]:
+    """Image files under ``folder``, recursively, symlinks followed, hidden entries skipped."""
+    paths = []
+    for where, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        paths += [
+            Path(where, f) for f in files if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+        ]
+    return paths
+
+
 def list_image_folder(root: str | Path, labels: bool = True) -> ImageListing:
-    """All images under ``root``, recursively (extensions case-insensitive, hidden entries skipped).
+    """All images under ``root``, recursively (extensions case-insensitive, hidden entries skipped),
+    the first-level sub-folders listed in parallel threads (network file systems answer each
+    directory read with a round trip).
 
     Labels come from the first sub-folder level (``root/<class>/.../x.jpg``), classes sorted by
     name -> 0, 1, ...; if ``labels`` is False or any image lies directly in ``root``, all are -1.
@@ -61,11 +76,12 @@ def list_image_folder(root: str | Path, labels: bool = True) -> ImageListing:
     root = Path(root).resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
-    paths = []
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        images = [f for f in files if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
-        paths += [Path(folder, f) for f in images]
+    top = [e for e in os.scandir(root) if not e.name.startswith(".")]
+    paths = [Path(e.path) for e in top if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)]
+    folders = [e.path for e in top if e.is_dir()]
+    with ThreadPoolExecutor(max_workers=max(1, min(LISTING_THREADS, len(folders)))) as pool:
+        for found in pool.map(_walk_images, folders):  # a first-level folder (class) per thread
+            paths += found
     if not paths:
         raise ValueError(f"no images ({' '.join(IMAGE_EXTENSIONS)}, any case) found under {root}")
     paths.sort()
