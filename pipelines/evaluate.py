@@ -5,13 +5,8 @@
     python pipelines/evaluate.py runs/x/checkpoint_000002 --fractions 0.01 --finetune-epochs 10
     python pipelines/evaluate.py configs/simclr_fmnist.yaml --reference raw-pixels
 
-Protocols (every one on the final encoder, never the best epoch): weighted kNN (InstDisc; k and
-T from the run's ``eval`` section or ``--knn-k`` / ``--knn-temperature``), a linear probe on
-standardised frozen features whose L2 strength and length are chosen on a held-out 10% of the
-train split, and fine-tuning of the whole encoder on class-balanced, seeded 1% and 10% label
-subsets (SimCLR's semi-supervised protocol). Features are extracted by a Ray Data actor pool on
-the data tier (``placement.data_resource``) or any CPU, not on the Train workers; the fine-tunes
-run as Ray tasks, one per fraction, in parallel.
+The protocols (kNN, linear probe, 1% / 10% fine-tuning) are described in
+``pipelines/evaluation/downstream.py``.
 """
 
 import argparse

@@ -5,14 +5,15 @@
     python pipelines/tune.py tune_spaces/cross_method.yaml --smoke-test
     python pipelines/tune.py --resume runs/sweep-moco_queue-20261123-101500
 
-One Tune trial = one Ray Train run (``pipelines.train.trainer.build_trainer``) = one MLflow child run
-of the sweep's parent run. The space is validated before Ray starts (``pipelines.sweep.space``).
+One trial = one Ray Train run = one MLflow child run of the sweep (``pipelines/sweep/driver.py``);
+the space is validated before Ray starts. The sweep directory may be on ``s3://``.
 """
 
 import argparse
 from pathlib import Path
 from typing import Any
 
+from pipelines import storage
 from pipelines.config.load import add_overrides_argument
 from pipelines.sweep.driver import run_sweep
 
@@ -25,7 +26,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_overrides_argument(parser, "override a base config value for every trial (repeatable)")
     parser.add_argument(
         "--resume",
-        type=Path,
         metavar="SWEEP_DIR",
         help="continue an interrupted sweep; finished trials are not re-run",
     )
@@ -39,7 +39,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def cli(argv: list[str] | None = None) -> dict[str, Any]:
     args = get_args_parser().parse_args(argv)
-    resume = args.resume.resolve() if args.resume is not None else None
+    resume = args.resume
+    if resume is not None and not storage.is_uri(resume):  # a local sweep directory
+        resume = Path(resume).resolve()
     return run_sweep(args.space, args.overrides, args.smoke_test, resume)
 
 

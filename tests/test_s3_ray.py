@@ -1,9 +1,10 @@
 """Object storage for real, against an S3-compatible server on 127.0.0.1 (moto): tar shards made
 by the sharding tool and read from ``s3://``, a pretraining run whose checkpoints and encoder go
-to ``s3://`` and that resumes from there."""
+to ``s3://`` and that resumes from there, a Tune sweep whose state lives there."""
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,15 +15,17 @@ from PIL import Image
 
 from cl_core.datasets import load_fashion_mnist
 from pipelines import storage
-from pipelines.config import load_config
+from pipelines.config import load_config, load_yaml
 from pipelines.data.build import build_datasets
 from pipelines.data.epochs import set_epoch
 from pipelines.evaluation import downstream
 from pipelines.run import RUN_INFO, pretrain
 from pipelines.shard import write_shards
+from pipelines.sweep.driver import run_sweep
 from pipelines.train.checkpoints import ENCODER_FILE
 
 PER_CLASS = 40
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +98,20 @@ def test_pretrain__reads_shards_from_s3_checkpoints_there_and_resumes(shard_uri,
     assert source.run_id == info["run_id"] and all(
         torch.equal(state[k], source.encoder_state[k]) for k in state
     )
+
+
+def test_sweep__on_s3_keeps_its_state_trial_runs_and_best_config_there(s3, tmp_path):
+    out = s3("sweeps")
+    overrides = [f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", f"checkpoint.output_dir={out}"]
+    summary = run_sweep(ROOT / "tune_spaces" / "smoke.yaml", overrides, smoke=True)  # 1 trial, 2 epochs
+    sweep_dir = summary["sweep_dir"]
+    assert storage.is_uri(sweep_dir) and sweep_dir.startswith(out + "/sweep-smoke-")
+    listed = [p.removeprefix(sweep_dir + "/") for p, _ in storage.list_files(sweep_dir)]
+    for name in ("sweep.json", "summary.md", "best_config.yaml"):
+        assert name in listed, listed
+    trial = summary["best"]["trial"]
+    assert f"runs/{trial}/{ENCODER_FILE}" in listed and f"runs/{trial}/config.yaml" in listed
+    best = load_config(values=load_yaml(storage.read_text(summary["best_config"])))  # ready to run
+    assert best.checkpoint.output_dir == out and summary["num_errors"] == 0
+    again = run_sweep(None, [], resume=sweep_dir)  # --resume s3://...: nothing left to run
+    assert again["best"]["trial"] == trial and again["rows"][0]["epochs"] == summary["rows"][0]["epochs"]

@@ -21,9 +21,10 @@ import ray.tune
 import yaml
 from mlflow.tracking import MlflowClient
 
+from pipelines import storage
 from pipelines.config import ExperimentConfig, load_config, load_yaml, to_dict
 from pipelines.data.build import build_datasets
-from pipelines.home import output_home
+from pipelines.home import output_home, staging_dir
 from pipelines.run import RUN_INFO, SMOKE, finish_run, open_run
 from pipelines.sweep.space import (
     AshaSettings,
@@ -92,10 +93,10 @@ def run_trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
     config = load_config(
         values=copy.deepcopy(sweep["base"]), overrides=trial_overrides(sweep["space"], params)
     )
-    run_dir, uri = Path(sweep["dir"]) / RUNS / name, sweep["tracking_uri"]
+    run_dir, uri = _trial_dir(sweep["dir"], name), sweep["tracking_uri"]
     datasets = build_datasets(config)
-    if (run_dir / RUN_INFO).exists():  # restored trial: same MLflow run, Train resumes its checkpoint
-        run_id = json.loads((run_dir / RUN_INFO).read_text())["run_id"]
+    if storage.exists(storage.join(run_dir, RUN_INFO)):  # restored trial: same MLflow run, Train resumes
+        run_id = json.loads(storage.read_text(storage.join(run_dir, RUN_INFO)))["run_id"]
         reopen_run(uri, run_id)
     else:
         run_id = open_run(config, run_dir, uri, parent_run_id=sweep["parent_run_id"])
@@ -134,19 +135,17 @@ class TrialMlflowRuns(ray.tune.Callback):
         name, result = str(trial), trial.last_result or {}
         epochs, value = int(result.get("train/epoch", 0)), result.get(self.metric)
         status = "FAILED" if failed else "no run"
-        run_dir = Path(self.sweep_dir) / RUNS / name
-        if (run_dir / RUN_INFO).exists():
-            info = json.loads((run_dir / RUN_INFO).read_text())
+        run_dir = _trial_dir(self.sweep_dir, name)
+        if storage.exists(storage.join(run_dir, RUN_INFO)):
+            info = json.loads(storage.read_text(storage.join(run_dir, RUN_INFO)))
             client = MlflowClient(info["tracking_uri"])
-            planned = load_yaml((run_dir / "config.yaml").read_text())["train"]["epochs"]
+            planned = load_yaml(storage.read_text(storage.join(run_dir, "config.yaml")))["train"]["epochs"]
             status = client.get_run(info["run_id"]).info.status
             # Tune's verdict wins over a FAILED that a stopped trial wrote while being shut down,
             # and over a FINISHED when the stop reached the Train workers after their last epoch.
             verdict = "FAILED" if failed else ("FINISHED" if epochs >= planned else "KILLED")
             if status == "RUNNING" or (status in ("FAILED", "FINISHED") and not failed and status != verdict):
-                if (
-                    verdict == "KILLED"
-                ):  # the workers may have logged the epoch in flight: Tune judged this one
+                if verdict == "KILLED":  # the workers may have logged the epoch in flight: Tune judged this
                     client.set_tag(info["run_id"], "tune.stopped_after_epoch", str(epochs))
                 status = verdict
                 end_run(info["tracking_uri"], info["run_id"], status)
@@ -159,7 +158,7 @@ def build_tuner(
     space: SweepSpace, base: ExperimentConfig, state: dict[str, Any], restore: bool
 ) -> ray.tune.Tuner:
     """The sweep's Tuner, new or restored from its directory (errored trials resume)."""
-    sweep_dir = Path(state["dir"])
+    sweep_dir = str(state["dir"]).rstrip("/")
     sweep = {
         "dir": state["dir"],
         "tracking_uri": state["tracking_uri"],
@@ -173,7 +172,7 @@ def build_tuner(
     resources = {"CPU": TRIAL_CPUS, **({role: 1} if role else {})}
     trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, sweep=sweep), resources)
     if restore:
-        return ray.tune.Tuner.restore(str(sweep_dir), trainable=trainable, resume_errored=True)  # Ray
+        return ray.tune.Tuner.restore(sweep_dir, trainable=trainable, resume_errored=True)  # Ray: path or URI
     scheduler = ray.tune.schedulers.ASHAScheduler(  # Ray: stop weak trials at rungs of train/epoch
         time_attr="train/epoch",
         max_t=max_t(space, base),
@@ -194,8 +193,8 @@ def build_tuner(
             trial_dirname_creator=trial_name,
         ),
         run_config=ray.tune.RunConfig(
-            name=sweep_dir.name,
-            storage_path=str(sweep_dir.parent),
+            name=sweep_dir.rsplit("/", 1)[-1],
+            storage_path=sweep_dir.rsplit("/", 1)[0],  # a path or an s3:// URI
             verbose=0,
             failure_config=ray.tune.FailureConfig(
                 max_failures=0, fail_fast=False
@@ -205,16 +204,26 @@ def build_tuner(
     )
 
 
-def _trial_row(result, metric: str, mode: str) -> dict[str, Any]:
+def _trial_dir(sweep_dir: str | Path, name: str) -> Path | str:
+    """``<sweep dir>/runs/<trial>``: a path, or a URI for a sweep on object storage."""
+    joined = storage.join(sweep_dir, RUNS, name)
+    return joined if storage.is_uri(joined) else Path(joined)
+
+
+def _sweep_dir(state: dict[str, Any]) -> Path | str:
+    return state["dir"] if storage.is_uri(state["dir"]) else Path(state["dir"])
+
+
+def _trial_row(result, sweep_dir: Path | str, metric: str, mode: str) -> dict[str, Any]:
     """One summary row: sampled values, final / best metric and its history as Tune received
     them, epochs reported to Tune, MLflow status."""
-    name, metrics = Path(result.path).name, result.metrics or {}
+    name, metrics = str(result.path).rstrip("/").rsplit("/", 1)[-1], result.metrics or {}
     history = result.metrics_dataframe
     values = [] if history is None or metric not in history else history[metric].dropna().tolist()
     status = "ERROR" if result.error else "?"
-    run_dir = Path(result.path).parent / RUNS / name
-    if (run_dir / RUN_INFO).exists():
-        info = json.loads((run_dir / RUN_INFO).read_text())
+    info_file = storage.join(_trial_dir(sweep_dir, name), RUN_INFO)
+    if storage.exists(info_file):
+        info = json.loads(storage.read_text(info_file))
         status = MlflowClient(info["tracking_uri"]).get_run(info["run_id"]).info.status
     pick = max if mode == "max" else min
     return {
@@ -254,21 +263,27 @@ def summary_table(rows: list[dict[str, Any]], metric: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_best(rows: list[dict[str, Any]], sweep_dir: Path, metric: str, mode: str) -> tuple[dict, Path]:
-    """The best trial by final metric; its config as a ready-to-run ``best_config.yaml``."""
+def write_best(
+    rows: list[dict[str, Any]], sweep_dir: Path | str, metric: str, mode: str
+) -> tuple[dict, Path | str]:
+    """The best trial by final metric; its config as a ready-to-run ``best_config.yaml`` (also in
+    the sweep's local staging folder when the sweep is on object storage)."""
     scored = [r for r in rows if r["final"] is not None]
     if not scored:
         raise RuntimeError(f"no trial reported {metric}; see the trial errors above and in {sweep_dir}")
     best = (max if mode == "max" else min)(scored, key=lambda r: r["final"])
-    values = load_yaml((sweep_dir / RUNS / best["trial"] / "config.yaml").read_text())
+    values = load_yaml(storage.read_text(storage.join(_trial_dir(sweep_dir, best["trial"]), "config.yaml")))
     load_config(values=copy.deepcopy(values))  # the file must load and validate as written
-    path = sweep_dir / "best_config.yaml"
+    path = storage.join(sweep_dir, "best_config.yaml")
+    name = str(sweep_dir).rstrip("/").rsplit("/", 1)[-1]
     header = (
-        f"# Best trial {best['trial']} of sweep {sweep_dir.name}: final {metric} {best['final']:.4f}.\n"
+        f"# Best trial {best['trial']} of sweep {name}: final {metric} {best['final']:.4f}.\n"
         f"# python pipelines/pretrain.py {path}\n"
     )
-    path.write_text(header + yaml.safe_dump(values, sort_keys=False))
-    return best, path
+    text = header + yaml.safe_dump(values, sort_keys=False)
+    storage.write_text(path, text)
+    (staging_dir(sweep_dir) / "best_config.yaml").write_text(text)
+    return best, path if storage.is_uri(path) else Path(path)
 
 
 def prepare(space_path: str | Path, overrides: list[str], smoke: bool) -> tuple[SweepSpace, ExperimentConfig]:
@@ -284,9 +299,12 @@ def prepare(space_path: str | Path, overrides: list[str], smoke: bool) -> tuple[
 
 def new_sweep(space: SweepSpace, base: ExperimentConfig, argv: dict[str, Any]) -> dict[str, Any]:
     """Create the sweep directory, its parent MLflow run and ``sweep.json`` (what --resume reads)."""
-    out = Path(base.checkpoint.output_dir).expanduser()
-    out = out if out.is_absolute() else output_home() / out
-    sweep_dir = out / f"sweep-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = f"sweep-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if storage.is_uri(base.checkpoint.output_dir):
+        sweep_dir: Path | str = storage.join(base.checkpoint.output_dir, name)
+    else:
+        out = Path(base.checkpoint.output_dir).expanduser()
+        sweep_dir = (out if out.is_absolute() else output_home() / out) / name
     uri = base.tracking.tracking_uri or default_tracking_uri(output_home())
     mct = space.max_concurrent_trials or concurrency(base, ray.cluster_resources().get("CPU", 1.0))  # Ray
     params = {
@@ -302,7 +320,7 @@ def new_sweep(space: SweepSpace, base: ExperimentConfig, argv: dict[str, Any]) -
         "overrides": " ".join(list(space.overrides) + argv["overrides"]),
         **{f"space.{k}": json.dumps(v) for k, v in space.space.items()},
     }
-    parent = start_run(uri, base.tracking.experiment, sweep_dir.name, params, {"sweep": space.name})
+    parent = start_run(uri, base.tracking.experiment, name, params, {"sweep": space.name})
     state = {
         **argv,
         "dir": str(sweep_dir),
@@ -310,8 +328,7 @@ def new_sweep(space: SweepSpace, base: ExperimentConfig, argv: dict[str, Any]) -
         "parent_run_id": parent,
         "max_concurrent_trials": mct,
     }
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / SWEEP_INFO).write_text(json.dumps(state, indent=2))
+    storage.write_text(storage.join(sweep_dir, SWEEP_INFO), json.dumps(state, indent=2))
     return state
 
 
@@ -337,18 +354,23 @@ def release_placement_groups(wait_s: float = 30.0) -> list[str]:
 
 def finish_sweep(results, space: SweepSpace, state: dict[str, Any]) -> dict[str, Any]:
     """Summary table, best config, parent run artifacts; returns what a caller needs."""
-    sweep_dir, uri, parent = Path(state["dir"]), state["tracking_uri"], state["parent_run_id"]
-    rows = sorted((_trial_row(r, space.metric, space.mode) for r in results), key=lambda r: r["trial"])
+    sweep_dir, uri, parent = _sweep_dir(state), state["tracking_uri"], state["parent_run_id"]
+    rows = sorted(
+        (_trial_row(r, sweep_dir, space.metric, space.mode) for r in results), key=lambda r: r["trial"]
+    )
     table = summary_table(rows, space.metric)
-    (sweep_dir / "summary.md").write_text(table)
+    local = staging_dir(sweep_dir)  # the sweep directory itself unless it is on object storage
+    (local / "summary.md").write_text(table)
+    if storage.is_uri(sweep_dir):
+        storage.write_text(storage.join(sweep_dir, "summary.md"), table)
     print(table, flush=True)
     try:
         best, best_path = write_best(rows, sweep_dir, space.metric, space.mode)
     except BaseException:
-        log_artifacts(uri, parent, [sweep_dir / "summary.md"])
+        log_artifacts(uri, parent, [local / "summary.md"])
         end_run(uri, parent, "FAILED")
         raise
-    log_artifacts(uri, parent, [sweep_dir / "summary.md", best_path])
+    log_artifacts(uri, parent, [local / "summary.md", local / "best_config.yaml"])
     MlflowClient(uri).log_metric(parent, f"best/{space.metric}", float(best["final"]))
     end_run(uri, parent, "FINISHED")
     print(
@@ -369,10 +391,11 @@ def finish_sweep(results, space: SweepSpace, state: dict[str, Any]) -> dict[str,
 
 
 def run_sweep(
-    space_path: str | Path | None, overrides: list[str], smoke: bool = False, resume: Path | None = None
+    space_path: str | Path | None, overrides: list[str], smoke: bool = False, resume: Path | str | None = None
 ) -> dict[str, Any]:
-    """Run a sweep (or continue one from its directory); returns the summary (see finish_sweep)."""
-    state = json.loads((resume / SWEEP_INFO).read_text()) if resume is not None else None
+    """Run a sweep (or continue one from its directory, a path or a URI); returns the summary
+    (see finish_sweep)."""
+    state = json.loads(storage.read_text(storage.join(resume, SWEEP_INFO))) if resume is not None else None
     argv = {
         "space": str(Path(space_path).resolve()) if space_path else None,
         "overrides": overrides,
