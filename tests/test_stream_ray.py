@@ -39,8 +39,10 @@ def _iid_majority_shares(label_counts: np.ndarray, size: int, trials: int = 4000
     return np.array([np.bincount(rng.choice(pool, size, replace=False)).max() / size for _ in range(trials)])
 
 
-@pytest.mark.parametrize("cache", ["none", "memory"])  # streamed, and decoded once
-def test_sorted_folder__batches_mix_classes_as_iid_and_epochs_reorder(ray_local, sorted_folder, cache):
+@pytest.mark.parametrize("cache", ["none", "memory", "disk"])  # streamed; decoded once to the store, to disk
+def test_sorted_folder__batches_mix_classes_as_iid_and_epochs_reorder(
+    ray_local, sorted_folder, cache, tmp_path
+):
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # compare orders, not task completion times
     try:
@@ -51,6 +53,7 @@ def test_sorted_folder__batches_mix_classes_as_iid_and_epochs_reorder(ray_local,
                     "path": str(sorted_folder),
                     "holdout_fraction": 0.1,
                     "cache": cache,
+                    "cache_dir": str(tmp_path / "cache"),
                 },
                 "eval": {"train_size": 200, "test_size": 100},
             }
@@ -71,3 +74,19 @@ def test_sorted_folder__batches_mix_classes_as_iid_and_epochs_reorder(ray_local,
         assert max(shares) <= np.quantile(iid, 0.999), shares  # sorted order: a share of ~1.0
         assert abs(np.mean(shares) - iid.mean()) < 4 * iid.std() / np.sqrt(len(shares)) + 0.01, shares
     assert np.bincount(np.concatenate([b["label"] for b in datasets.eval_train.iter_batches()])).size == 10
+
+
+def test_disk_cache__a_second_run_reuses_the_files_and_reads_the_same_order(
+    ray_local, sorted_folder, tmp_path, caplog
+):
+    data = {"source": "image_folder", "path": str(sorted_folder), "cache": "disk", "cache_dir": str(tmp_path)}
+    config = load_config(values={"data": data, "eval": {"train_size": 100, "test_size": 50}})
+    first = build_datasets(config)
+    (folder,) = tmp_path.iterdir()
+    written = (folder / "meta.json").stat().st_mtime_ns
+    assert (folder / "train.npy").stat().st_size > first.num_train_rows * 28 * 28  # decoded squares
+    with caplog.at_level("WARNING", logger="pipelines.data.disk_cache"):
+        second = build_datasets(config)
+    assert "reusing" in caplog.text and (folder / "meta.json").stat().st_mtime_ns == written
+    assert second.num_train_rows == first.num_train_rows and second.report.total == PER_CLASS * CLASSES
+    assert sorted(_labels(first, 3)) == sorted(_labels(second, 3))

@@ -29,9 +29,11 @@ class DataConfig:
     folder_labels: bool = True  # image_folder: labels from the first sub-folder level
     holdout_fraction: float = 0.1  # labelled folder/parquet: held out for the kNN monitor's test set
     # image_folder: "none" streams the files every epoch in a fresh order (memory: blocks in flight);
-    # "memory" decodes every image once to an image_size square kept in the object store; "auto"
-    # decodes once when those squares fit 30% of the object store, else streams
+    # "memory" decodes every image once to an image_size square kept in the object store; "disk"
+    # decodes once into files under cache_dir, reused by later runs; "auto" decodes once into the
+    # object store when those squares fit 30% of it, else streams
     cache: str = "none"
+    cache_dir: str | None = None  # data.cache disk: where; None: <output home>/data-cache
     max_side: int | None = None  # streamed files: decoded shorter side at most this; None: 2 x image_size
     shuffle_buffer: int | None = None  # rows each Train worker shuffles locally; None: one batch, 0: off
 

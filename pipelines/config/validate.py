@@ -17,7 +17,7 @@ from pipelines.config.recipes import clip_recipe_from_config, recipe_from_config
 from pipelines.config.schema import ExperimentConfig
 
 SOURCES = ("fashion_mnist", "image_folder", "parquet", "tar_shards", "video_folder")
-CACHES = ("none", "memory", "auto")
+CACHES = ("none", "memory", "disk", "auto")
 PRECISIONS = ("fp32", "bf16")
 LR_SCALING = ("linear", "sqrt", "none")
 NON_FINITE_ACTIONS = ("stop", "rollback")

@@ -6,6 +6,7 @@ import ray
 
 from pipelines.config import ExperimentConfig
 from pipelines.data.datasets import Datasets
+from pipelines.data.disk_cache import build_disk_cached
 from pipelines.data.images import build_cached
 from pipelines.data.stream import build_streamed, folder_listing
 from pipelines.data.video import build_video_datasets
@@ -51,4 +52,6 @@ def build_datasets(config: ExperimentConfig) -> Datasets:
         cache = auto_cache(config)
     if config.data.source in STREAMED and cache == "none":
         return build_streamed(config)
+    if cache == "disk":
+        return build_disk_cached(config)
     return build_cached(config)

@@ -125,12 +125,26 @@ def cached_calls(
         yield augment_batch(batch, recipe, on_device, batch_seed(seed, start, 0))
 
 
+_MAPPED: dict[str, np.ndarray] = {}  # per worker process: disk caches, mapped once
+
+
+def _array(spec) -> np.ndarray:
+    """An object-store array (zero-copy on the node), or ``(path, rows)``: the first ``rows`` rows of
+    an ``.npy`` file mapped read-only (``data.cache: disk``)."""
+    if isinstance(spec, ray.ObjectRef):
+        return ray.get(spec)  # Ray: zero-copy from the node's object store
+    path, rows = spec
+    if path not in _MAPPED:
+        _MAPPED[path] = np.load(path, mmap_mode="r")
+    return _MAPPED[path][:rows]
+
+
 def _cached_task(
     batch: dict[str, np.ndarray], arrays: tuple, per_task: int, call: int, clock: str, options: dict
 ) -> Iterator[dict[str, np.ndarray]]:
     """The map_batches UDF of one task (its one row: the task's index)."""
     torch.set_num_threads(1)  # measured: OpenMP threads of concurrent tasks made make_views ~40x slower
-    images, labels = (ray.get(ref) for ref in arrays)  # Ray: zero-copy from the node's object store
+    images, labels = (_array(spec) for spec in arrays)
     task, epoch, seed = int(batch["id"][0]), current_epoch(clock), options["train_seed"]
     n = len(labels)
     positions = np.arange(task * per_task, min(n, (task + 1) * per_task))
@@ -140,7 +154,7 @@ def _cached_task(
 
 
 def cached_rows(
-    images: np.ndarray,
+    images: np.ndarray | tuple[str, int],
     labels: np.ndarray,
     config: ExperimentConfig,
     clock: str,
@@ -148,7 +162,8 @@ def cached_rows(
     rows: int | None = None,
     fn: Callable = _cached_task,
 ) -> ray.data.Dataset:
-    """The training stream over decoded ``images``: ``rows`` per task (default ``rows_per_task``;
+    """The training stream over decoded ``images`` (an array, put in the object store, or a disk
+    cache's ``(path, rows)``): ``rows`` per task (default ``rows_per_task``;
     ``bench/augment.py`` compares it with one call per task), a fresh order every epoch, made by
     ``fn`` (``_cached_task``; the bench wraps it to time the calls).
 
@@ -163,7 +178,8 @@ def cached_rows(
         "on_device": config.augment.colour_on_device,
         "train_seed": config.train.seed,
     }
-    arrays = (ray.put(images), ray.put(labels))  # Ray: one copy in the object store, read by every task
+    stored = images if isinstance(images, tuple) else ray.put(images)  # Ray: one copy, read by every task
+    arrays = (stored, ray.put(labels))
     kwargs = {"arrays": arrays, "per_task": per_task, "call": call, "clock": clock, "options": options}
     num_tasks = max(1, -(-n // per_task))
     index = ray.data.range(num_tasks, override_num_blocks=num_tasks)  # Ray: one row per task
