@@ -178,3 +178,30 @@ def test_build_datasets__unlabelled_parquet_with_multicrop_views(ray_local, tmp_
     train = rows(datasets.train)
     assert [train[f"view_{i}"].shape for i in range(4)] == [(10, 3, 32, 32)] * 2 + [(10, 3, 14, 14)] * 2
     assert train["label"].tolist() == [-1] * 10
+
+
+def test_training_stream__runs_with_less_than_one_cpu_free(ray_local):
+    """Once the datasets are built, a 1-CPU Train worker and a Tune trial (0.01 CPU) leave 0.99 of
+    2 CPUs: the per-epoch tasks (0.25 CPU) must run in it. ``ray.data.range``'s 1-CPU read tasks
+    never did (a sweep hung)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    @ray_local.remote(num_cpus=1.01)
+    class Hold:
+        def ready(self) -> bool:
+            return True
+
+    config = load_config(values={"data": {"limit": 300}, "eval": {"train_size": 50, "test_size": 50}})
+    datasets = build_datasets(config)
+    holder = Hold.remote()  # what the Train worker and the trial take once the datasets exist
+    try:
+        ray_local.get(holder.ready.remote())
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(lambda: rows(datasets.train))
+            try:
+                labels = future.result(timeout=120)["label"]
+            finally:
+                ray_local.kill(holder)  # unblocks a hung stream, so the thread can end
+        assert len(labels) == 300
+    finally:
+        ray_local.kill(holder)

@@ -25,6 +25,7 @@ from cl_core.datasets.permutation import epoch_key, permute
 from cl_core.transforms import ViewRecipe
 from cl_core.transforms.stages import augment_batch
 from pipelines.config import ExperimentConfig, recipe_from_config
+from pipelines.data import readers
 from pipelines.data.corpus import Corpus, eval_sets, read_corpus
 from pipelines.data.datasets import Datasets
 from pipelines.data.epochs import current_epoch, start_clock
@@ -182,7 +183,7 @@ def cached_rows(
     arrays = (stored, ray.put(labels))
     kwargs = {"arrays": arrays, "per_task": per_task, "call": call, "clock": clock, "options": options}
     num_tasks = max(1, -(-n // per_task))
-    index = ray.data.range(num_tasks, override_num_blocks=num_tasks)  # Ray: one row per task
+    index = readers.task_index(num_tasks)  # one row (one block) per task
     train = index.map_batches(fn, fn_kwargs=kwargs, batch_size=1, **tasks)
     train.context.target_max_block_size = call_block_bytes(recipe, config.data.channels, call)
     return train

@@ -94,6 +94,14 @@ def list_image_folder(root: str | Path, labels: bool = True) -> ImageListing:
     return ImageListing([str(p) for p in paths], labelled, classes)
 
 
+def task_index(num_tasks: int) -> ray.data.Dataset:
+    """Rows ``id`` 0 .. num_tasks - 1, one block each: the input of per-epoch tasks that compute
+    their own rows. Built from the driver's memory, so no read task: ``ray.data.range``'s read
+    tasks ask for a whole CPU each, which a cluster with a Train worker on one of two CPUs and a
+    Tune trial beside it never has free (a sweep waited for ever)."""
+    return from_columns({"id": np.arange(max(1, num_tasks), dtype=np.int64)}, 1)
+
+
 def from_columns(columns: dict[str, object], rows_per_block: int) -> ray.data.Dataset:
     """A Dataset of the given columns in blocks of ``rows_per_block`` rows (decode parallelism)."""
     table = pa.table(columns)

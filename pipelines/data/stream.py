@@ -151,7 +151,7 @@ def streamed_rows(
         "options": options,
     }
     num_tasks = math.ceil(n / per_task)
-    index = ray.data.range(num_tasks, override_num_blocks=num_tasks)  # Ray: one row per read task
+    index = readers.task_index(num_tasks)  # one row (one block) per read task
     return index.map_batches(_epoch_task, fn_kwargs=kwargs, batch_size=1, **tasks)
 
 
@@ -264,7 +264,8 @@ def build_streamed(config: ExperimentConfig) -> Datasets:
     decoded = decoded.materialize()
     sampled, _, _ = census(decoded)
     check_corpus(sampled, data.max_bad_fraction, f"a sample of {data.path}")
-    report = CorpusReport(total=total, bad=0, bad_examples=sampled.bad_examples)
+    # the corpus' size, and the bad files found so far (in the sample; tasks log the others)
+    report = CorpusReport(total=total, bad=sampled.bad, bad_examples=sampled.bad_examples)
     eval_train = eval_test = None
     if labelled:
         eval_train = eval_set(decoded, False, data.holdout_fraction, sizes[0], tasks)
