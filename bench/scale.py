@@ -30,38 +30,13 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import psutil
 import ray
-from PIL import Image, ImageDraw
+from corpus import make_corpus  # bench/corpus.py (bench/ is the script's folder)
 
 from pipelines.config import load_config
 from pipelines.data.build import build_datasets
 from pipelines.data.epochs import set_epoch
-
-CLASSES = 10
-
-
-def make_corpus(root: Path, n: int) -> Path:
-    """N JPEGs of 320x256 px (smooth shapes: ~15 KB each), ``root/c<k>/<i>.jpg``; kept once made."""
-    done = root / f".done-{n}"
-    if done.exists():
-        return root
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        folder = root / f"c{i % CLASSES}"
-        folder.mkdir(parents=True, exist_ok=True)
-        image = Image.new("RGB", (320, 256), tuple(int(v) for v in rng.integers(0, 256, 3)))
-        draw = ImageDraw.Draw(image)
-        for _ in range(6):
-            x, y = rng.integers(0, 300, 2)
-            draw.ellipse(
-                [x, y, x + rng.integers(20, 120), y + rng.integers(20, 120)],
-                fill=tuple(rng.integers(0, 256, 3)),
-            )
-        image.save(folder / f"{i:06d}.jpg", quality=85)
-    done.touch()
-    return root
 
 
 def link_copies(src: Path, dst: Path, copies: int) -> Path:
@@ -174,7 +149,7 @@ def main() -> None:
         folder, cache, batches, on_device = json.loads(args.job)
         print(json.dumps(job(Path(folder), cache, batches, colour_on_device=on_device)))
         return
-    small = make_corpus(args.cache_dir / f"jpeg-{args.n}", args.n)
+    small = make_corpus(args.cache_dir / f"jpeg-{args.n}", args.n, workers=os.cpu_count() or 1)
     large = link_copies(small, args.cache_dir / f"jpeg-{args.n}x10", 10)
     rows = {
         "stream N": job_in_process(small, "none", args.batches),

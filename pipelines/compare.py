@@ -16,10 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import TrackingConfig
-from pipelines.home import output_home
-from pipelines.tracking.compare import write_comparison
-from pipelines.tracking.mlflow_run import default_tracking_uri
+from pipelines.cli import run_cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -27,7 +24,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--experiment", default=TrackingConfig.experiment, help="MLflow experiment (default: %(default)s)"
+        "--experiment", help="MLflow experiment (default: tracking.experiment's default, ssl-pretrain)"
     )
     parser.add_argument(
         "--tracking-uri",
@@ -45,8 +42,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cli(argv: list[str] | None = None) -> dict[str, Any]:
-    args = get_args_parser().parse_args(argv)
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    from pipelines.config import TrackingConfig
+    from pipelines.home import output_home
+    from pipelines.tracking.compare import write_comparison
+    from pipelines.tracking.mlflow_run import default_tracking_uri
+
     if args.tracking_uri is None or args.out is None:
         uri = args.tracking_uri or default_tracking_uri(output_home())
         out = args.out or output_home() / "reports"
@@ -54,12 +55,16 @@ def cli(argv: list[str] | None = None) -> dict[str, Any]:
         uri, out = args.tracking_uri, args.out
     return write_comparison(
         uri,
-        args.experiment,
+        args.experiment or TrackingConfig.experiment,
         out,
         log_to_mlflow=not args.no_mlflow,
         all_runs=args.all_runs,
         latest=args.latest,
     )
+
+
+def cli(argv: list[str] | None = None) -> dict[str, Any]:
+    return run_cli(get_args_parser(), main, argv)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
     python pipelines/evaluate.py runs/simclr_fmnist-20261123-101500   # a run directory
     python pipelines/evaluate.py 3f2a9c...                             # an MLflow run id
+    python pipelines/evaluate.py models:/ssl-encoder/3                  # a registered model version
+    python pipelines/evaluate.py runs:/3f2a9c.../encoder                # the model logged in a run
     python pipelines/evaluate.py runs/x/checkpoint_000002 --fractions 0.01 --finetune-epochs 10
     python pipelines/evaluate.py configs/simclr_fmnist.yaml --reference raw-pixels
 
@@ -12,9 +14,12 @@ The protocols (kNN, linear probe, 1% / 10% fine-tuning) are described in
 import argparse
 from dataclasses import replace
 
-from cl_core.evaluation import FineTuneSettings
-from pipelines.config.load import add_overrides_argument
-from pipelines.evaluation.downstream import REFERENCES, Protocol, evaluate, resolve_source
+from pipelines.cli import add_overrides_argument, run_cli
+
+# What the parser shows without importing the evaluation (torch): downstream.REFERENCES and
+# FineTuneSettings.epochs; tests/test_cli.py checks they agree.
+REFERENCES = ("random-init", "raw-pixels")
+FINETUNE_EPOCHS = 30
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -23,8 +28,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "target",
-        help="run directory, checkpoint directory, encoder.pt, MLflow run id, "
-        "or (with --reference) an experiment YAML",
+        help="run directory, checkpoint directory, encoder.pt, MLflow run id, MLflow model "
+        "(models:/NAME/VERSION, runs:/ID/encoder), or (with --reference) an experiment YAML",
     )
     parser.add_argument(
         "--reference", choices=REFERENCES, help="score a baseline instead of a trained encoder"
@@ -47,7 +52,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="label fractions to fine-tune on (default: 0.01 0.1; none: skip fine-tuning)",
     )
     parser.add_argument(
-        "--finetune-epochs", type=int, default=FineTuneSettings.epochs, help="(default: %(default)s)"
+        "--finetune-epochs", type=int, default=FINETUNE_EPOCHS, help="(default: %(default)s)"
     )
     parser.add_argument(
         "--workers", type=int, default=2, help="feature-extraction actors (default: %(default)s)"
@@ -59,8 +64,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cli(argv: list[str] | None = None) -> dict[str, float]:
-    args = get_args_parser().parse_args(argv)
+def main(args: argparse.Namespace) -> dict[str, float]:
+    from cl_core.evaluation import FineTuneSettings
+    from pipelines.evaluation.downstream import Protocol, evaluate, resolve_source
+
     source = resolve_source(args.target, args.tracking_uri, args.overrides, args.reference)
     finetune = FineTuneSettings(epochs=args.finetune_epochs)
     protocol = Protocol(
@@ -82,6 +89,10 @@ def cli(argv: list[str] | None = None) -> dict[str, float]:
             finetune=replace(finetune, epochs=1, min_steps=20),
         )
     return evaluate(source, protocol)
+
+
+def cli(argv: list[str] | None = None) -> dict[str, float]:
+    return run_cli(get_args_parser(), main, argv)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from pipelines import storage
-from pipelines.config.load import add_overrides_argument
-from pipelines.sweep.driver import run_sweep
+from pipelines.cli import add_overrides_argument, run_cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -37,12 +35,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cli(argv: list[str] | None = None) -> dict[str, Any]:
-    args = get_args_parser().parse_args(argv)
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    from pipelines import storage
+    from pipelines.sweep.driver import run_sweep
+
     resume = args.resume
     if resume is not None and not storage.is_uri(resume):  # a local sweep directory
         resume = Path(resume).resolve()
     return run_sweep(args.space, args.overrides, args.smoke_test, resume)
+
+
+def cli(argv: list[str] | None = None) -> dict[str, Any]:
+    return run_cli(get_args_parser(), main, argv)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ Unknown keys, wrong types and impossible values fail here, before any cluster wo
 path and the allowed values. Only plain dicts (``to_dict``) cross process boundaries.
 """
 
-import argparse
 import dataclasses
 import re
 import types
@@ -179,10 +178,3 @@ def load_config(
     config = _build(ExperimentConfig, data)
     validate(config)
     return config
-
-
-def add_overrides_argument(parser: argparse.ArgumentParser, help: str) -> None:
-    """The CLIs' repeatable ``--set KEY=VALUE`` (into ``args.overrides``, applied by ``load_config``)."""
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
-    )
