@@ -2,6 +2,7 @@
 once); a bad config ends with its message and status 2 before any Ray work; ``--print-config``
 prints the resolved config, which loads back to the same config."""
 
+import os
 import subprocess
 import sys
 
@@ -63,3 +64,25 @@ def test_evaluate_parser__constants_agree_with_their_sources():
 
     assert evaluate.REFERENCES == downstream.REFERENCES
     assert evaluate.FINETUNE_EPOCHS == FineTuneSettings.epochs
+
+
+def test_quiet_local_instance__ray_data_console_from_warning_without_the_progress_bar_notice(monkeypatch):
+    import logging
+
+    from ray.data._internal import logging as data_logging
+
+    from pipelines.train.cluster import quiet_local_instance
+
+    monkeypatch.delenv("RAY_DATA_LOGGING_CONFIG", raising=False)
+    monkeypatch.delenv("RAY_DATA_LOG_LEVEL", raising=False)
+    monkeypatch.delenv("PYTHONWARNINGS", raising=False)
+    quiet_local_instance()
+    assert os.environ["PYTHONWARNINGS"] == "ignore::DeprecationWarning"
+    data_logging.configure_logging()  # what each Ray process does with the inherited variable
+    try:
+        (console,) = [h for h in logging.getLogger("ray.data").handlers if "Plain" in type(h).__name__]
+        assert console.level == logging.WARNING and logging.getLogger("ray.data").level == logging.DEBUG
+        assert logging.getLogger("ray.data._internal.progress").level == logging.ERROR
+    finally:
+        monkeypatch.delenv("RAY_DATA_LOGGING_CONFIG")
+        data_logging.configure_logging()  # Ray's default again for the rest of the session

@@ -21,6 +21,8 @@ def test_ray_job_submit__runs_the_smoke_job_and_tracks_it(cluster, tmp_path, con
         ["python", "pipelines/pretrain.py", f"configs/{config}.yaml"], {"SSL_PIPELINE_HOME": str(tmp_path)}
     )
     assert job.returncode == 0 and "succeeded" in job.stdout, job.stdout[-3000:] + job.stderr[-3000:]
+    assert "TrainingReport(" not in job.stdout and "execution finished in" not in job.stdout  # Ray's noise
+    assert f"epoch 2/2 | step {2 * epoch_steps}/{2 * epoch_steps}" in job.stdout  # our progress line
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (experiment,) = [e for e in client.search_experiments() if e.name == "ssl-pretrain"]
     (run,) = client.search_runs([experiment.experiment_id])

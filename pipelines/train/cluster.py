@@ -1,9 +1,16 @@
 """Connecting to Ray, checking the cluster can place a run, keeping Ray's logs quiet. Ray touch points
 are labelled."""
 
+import copy
 import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
 
 import ray
+import yaml
+from ray.util.annotations import RayDeprecationWarning
 
 from pipelines.config import ConfigError, ExperimentConfig
 
@@ -23,6 +30,7 @@ def connect(num_cpus: int | None = None) -> str:
     }
     if ray.is_initialized():
         return "the Ray instance already initialised in this process"
+    quiet_local_instance()
     try:
         ray.init(address="auto", **quiet)  # Ray: an existing cluster
         return f"the running Ray cluster at {ray.get_runtime_context().gcs_address}"
@@ -31,6 +39,26 @@ def connect(num_cpus: int | None = None) -> str:
     # Ray: a local instance; the dashboard stays on (Train V2 frees placement groups through it).
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", **quiet)
     return LOCAL_INSTANCE
+
+
+def quiet_local_instance() -> None:
+    """The environment a local instance's processes inherit (set before ``ray.init`` starts it):
+    Ray Data's console log from WARNING up (its file log as by default) without the one-off
+    "Progress bars disabled" line, and no deprecation warnings of Ray's internal calls. Set
+    ``RAY_DATA_LOGGING_CONFIG`` or ``PYTHONWARNINGS`` yourself to keep them."""
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    if "RAY_DATA_LOGGING_CONFIG" in os.environ or "RAY_DATA_LOG_LEVEL" in os.environ:
+        return
+    try:
+        from ray.data._internal.logging import DEFAULT_CONFIG
+    except ImportError:  # another Ray version: its default logging
+        return
+    config = copy.deepcopy(DEFAULT_CONFIG)
+    config["handlers"]["console"]["level"] = "WARNING"  # per-dataset "execution finished" lines
+    config["loggers"]["ray.data._internal.progress"] = {"level": "ERROR"}
+    path = Path(tempfile.gettempdir()) / f"ssl-pipeline-ray-data-logging-{os.getuid()}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    os.environ["RAY_DATA_LOGGING_CONFIG"] = str(path)
 
 
 def check_capacity(config: ExperimentConfig, fixed: bool) -> None:
@@ -78,6 +106,16 @@ def quiet_ray() -> None:
 
     for name in ("ray.data", "ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines (store set-up, system metrics)
+    try:  # Train V2 names this logger by its file path, outside "ray.train": its INFO lines print
+        # every ray.train.report() call's whole TrainingReport(...)
+        from ray.train.v2._internal.execution import context as train_context
+
+        logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
+    except ImportError:  # another Ray version: its noise, not an error
+        pass
+    warnings.filterwarnings("ignore", category=RayDeprecationWarning)  # Ray's own internal uses
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
