@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/methods.py --update-readme          # ~85 min on 2 cores (defaults below)
     .venv/bin/python bench/methods.py --methods simclr byol --epochs 1 --limit 2000 --fractions
+    .venv/bin/python bench/methods.py --budget long            # bench/methods_long.py: 20 epochs
 
 Each method runs its ``configs/<method>_fmnist.yaml`` through the real pipeline
 (``pipelines.run.pretrain`` on Ray Train, tracked in MLflow) with the budget overridden to
@@ -20,6 +21,8 @@ import re
 import time
 from pathlib import Path
 
+import methods_long  # bench/methods_long.py, beside this script
+
 from cl_core.evaluation import FineTuneSettings
 from pipelines import run
 from pipelines.config import load_config
@@ -29,6 +32,8 @@ from pipelines.tracking import compare
 ROOT = Path(__file__).resolve().parents[1]
 
 IMAGE_METHODS = ("simclr", "moco", "supcon", "byol", "simsiam", "swav", "dino", "vicreg", "barlow_twins")
+#: The long budget runs these too (the quick budget's default list is unchanged).
+LONG_METHODS = (*IMAGE_METHODS, "moco_v3", "nnclr", "instdisc", "triplet")
 README_BLOCK = re.compile(r"(<!-- bench:methods -->\n).*?(<!-- /bench:methods -->)", re.S)
 
 
@@ -116,13 +121,19 @@ def main(args: argparse.Namespace) -> str:
     return text
 
 
-if __name__ == "__main__":
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--methods", nargs="+", default=list(IMAGE_METHODS), choices=IMAGE_METHODS)
     parser.add_argument(
-        "--epochs", type=int, default=1, help="pretraining epochs per method (default: %(default)s)"
+        "--budget",
+        choices=("quick", "long"),
+        default="quick",
+        help="quick: the pipeline, 1 epoch (above); long: bench/methods_long.py (20 epochs, resumable)",
+    )
+    parser.add_argument("--methods", nargs="+", default=None, choices=LONG_METHODS)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="pretraining epochs per method (default: quick 1, long 20)"
     )
     parser.add_argument("--limit", type=int, default=60_000, help="pretraining images (default: %(default)s)")
     parser.add_argument(
@@ -137,4 +148,25 @@ if __name__ == "__main__":
     parser.add_argument("--experiment", default="bench-methods")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="(default: %(default)s)")
     parser.add_argument("--update-readme", action="store_true", help="write the table into README.md")
-    main(parser.parse_args())
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=ROOT / "bench" / "results" / "methods_long.json",
+        help="long: the results file, appended per method (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--eval-train-size", type=int, default=60_000, help="long: kNN / probe train images (default: all)"
+    )
+    args = parser.parse_args(argv)
+    long = args.budget == "long"
+    args.methods = args.methods or list(LONG_METHODS if long else IMAGE_METHODS)
+    args.epochs = args.epochs or (20 if long else 1)
+    return args
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    if arguments.budget == "long":
+        methods_long.main(arguments)
+    else:
+        main(arguments)

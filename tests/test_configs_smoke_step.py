@@ -19,12 +19,12 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 
 
 def image_batch(config) -> dict[str, torch.Tensor]:
-    """32 Fashion-MNIST images through the Ray Data augmentation function."""
+    """32 Fashion-MNIST images through the Ray Data augmentation function, with their row index
+    (as ``cached_calls`` passes it, for InstDisc's memory bank)."""
     images, labels = load_fashion_mnist("train", limit=32)
     recipe = recipe_from_config(config)
-    batch = augment_batch(
-        {"image": images[:, None], "label": labels}, recipe, config.augment.colour_on_device, 0
-    )
+    rows = {"image": images[:, None], "label": labels, "index": np.arange(32) * 7}
+    batch = augment_batch(rows, recipe, config.augment.colour_on_device, 0)
     return {k: torch.from_numpy(v) for k, v in batch.items()}
 
 

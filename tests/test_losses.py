@@ -7,17 +7,23 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from cl_core import build_backbone, build_method
 from cl_core.losses import (
     DINOLoss,
     barlow_twins_loss,
     info_nce,
+    mine_negatives,
+    mined_triplet_loss,
     moco_loss,
+    moco_v3_loss,
     negative_cosine,
+    nnclr_loss,
     sinkhorn_knopp,
     swav_loss,
     triplet_loss,
     vicreg_loss,
 )
+from cl_core.modules import MemoryBank
 
 RTOL = 1e-5
 
@@ -167,6 +173,64 @@ def ref_triplet(a: torch.Tensor, p: torch.Tensor, n: torch.Tensor, margin: float
     return sum(losses) / len(losses)
 
 
+def ref_supcon_in(z: torch.Tensor, ids: list[int], temperature: float) -> float:
+    """SupCon L_in, eq. 3 of arXiv 2004.11362: the mean over positives inside the log."""
+    zs = [unit(u) for u in rows(z)]
+    losses = []
+    for i in range(len(zs)):
+        positives = [p for p in range(len(zs)) if p != i and ids[p] == ids[i]]
+        if not positives:
+            continue
+        denominator = sum(math.exp(dot(zs[i], zs[a]) / temperature) for a in range(len(zs)) if a != i)
+        mean_prob = sum(math.exp(dot(zs[i], zs[p]) / temperature) / denominator for p in positives)
+        losses.append(-math.log(mean_prob / len(positives)))
+    return sum(losses) / len(losses)
+
+
+def ref_nnclr(z: torch.Tensor, p: torch.Tensor, support: torch.Tensor, temperature: float) -> float:
+    """NNCLR eq. 2 of arXiv 2104.14548: NN(z_i) by cosine in the support set, p of the other view."""
+    qs, ps = [unit(u) for u in rows(support)], [unit(u) for u in rows(p)]
+    losses = []
+    for i, zi in enumerate(rows(z)):
+        zi = unit(zi)
+        nn = max(qs, key=lambda q: dot(zi, q))
+        logits = [dot(nn, pk) / temperature for pk in ps]
+        losses.append(-log_softmax(logits)[i])
+    return sum(losses) / len(losses)
+
+
+def ref_moco_v3(q: torch.Tensor, k: torch.Tensor, temperature: float) -> float:
+    """MoCo v3 Algorithm 1 (arXiv 2104.02057): CrossEntropy(q k^T / tau, diagonal) * 2 tau."""
+    qs, ks = [unit(u) for u in rows(q)], [unit(u) for u in rows(k)]
+    losses = [-log_softmax([dot(qi, kj) / temperature for kj in ks])[i] for i, qi in enumerate(qs)]
+    return sum(losses) / len(losses) * 2 * temperature
+
+
+def ref_mined_triplet(
+    z: torch.Tensor, ids: list[int], positive: list[int], margin: float, mining: str
+) -> float:
+    """FaceNet eq. 1-2 (arXiv 1503.03832) with the negative mined per anchor: the nearest ("hard"),
+    or the nearest beyond the positive, else the farthest ("semihard", TF Addons' fallback)."""
+    x = rows(z)
+
+    def dist(a: int, b: int) -> float:
+        return math.sqrt(sum((u - v) ** 2 for u, v in zip(x[a], x[b])))
+
+    losses = []
+    for a in range(len(x)):
+        d_pos = dist(a, positive[a])
+        negatives = [n for n in range(len(x)) if ids[n] != ids[a]]
+        beyond = [n for n in negatives if dist(a, n) > d_pos]
+        if mining == "hard":
+            neg = min(negatives, key=lambda n: dist(a, n))
+        elif beyond:
+            neg = min(beyond, key=lambda n: dist(a, n))
+        else:
+            neg = max(negatives, key=lambda n: dist(a, n))
+        losses.append(max(0.0, d_pos - dist(a, neg) + margin))
+    return sum(losses) / len(losses)
+
+
 def simclr_ids(b: int) -> torch.Tensor:
     return torch.cat([torch.arange(b), torch.arange(b)])
 
@@ -216,6 +280,25 @@ def test_info_nce__is_invariant_to_scaling_the_embeddings() -> None:
     torch.testing.assert_close(info_nce(3.7 * z, ids), info_nce(z, ids))
 
 
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_info_nce__supcon_in_matches_loop_reference(temperature: float) -> None:
+    z, labels = randn(12, 5), torch.tensor([0, 1, 2, 0, 1, 2, 0, 0, 1, 3, 4, 2])
+    actual = info_nce(z, labels, temperature, variant="in")
+    assert_close(actual, ref_supcon_in(z, labels.tolist(), temperature))
+
+
+def test_info_nce__supcon_in_is_at_most_out_and_equal_with_one_positive_each() -> None:
+    z, labels = randn(12, 5), torch.tensor([0, 1, 2, 0, 1, 2, 0, 0, 1, 3, 3, 2])
+    assert float(info_nce(z, labels, 0.1, variant="in")) < float(info_nce(z, labels, 0.1, variant="out"))
+    ids = simclr_ids(6)
+    torch.testing.assert_close(info_nce(z, ids, 0.1, variant="in"), info_nce(z, ids, 0.1, variant="out"))
+
+
+def test_info_nce__rejects_an_unknown_variant() -> None:
+    with pytest.raises(ValueError, match="variant"):
+        info_nce(randn(4, 3), simclr_ids(2), variant="mid")
+
+
 # ----------------------------------------------------------------------------- moco
 
 
@@ -238,6 +321,89 @@ def test_moco_loss__falls_towards_zero_as_temperature_drops_when_the_key_is_near
     q, queue = k + 0.01 * randn(4, 6, seed=3), -k.repeat(3, 1)  # negatives are far from every query
     losses = [float(moco_loss(q, k, queue, t)) for t in (1.0, 0.5, 0.2, 0.05)]
     assert losses == sorted(losses, reverse=True) and losses[-1] < 0.05 * losses[0]
+
+
+@pytest.mark.parametrize("temperature", [0.2, 1.0])
+def test_moco_v3_loss__matches_loop_reference(temperature: float) -> None:
+    q, k = randn(6, 5, seed=0), randn(6, 5, seed=1)
+    assert_close(moco_v3_loss(q, k, temperature), ref_moco_v3(q, k, temperature))
+
+
+def test_moco_v3_loss__sends_no_gradient_into_the_keys() -> None:
+    q, k = randn(4, 6, seed=0).requires_grad_(), randn(4, 6, seed=1).requires_grad_()
+    moco_v3_loss(q, k).backward()
+    assert q.grad is not None and q.grad.abs().sum() > 0 and k.grad is None
+
+
+def test_moco_v3_loss__is_2_tau_times_the_plain_cross_entropy() -> None:
+    q, k, t = randn(5, 4, seed=0), randn(5, 4, seed=1), 0.3
+    plain = F.cross_entropy(F.normalize(q, dim=1) @ F.normalize(k, dim=1).T / t, torch.arange(5))
+    torch.testing.assert_close(moco_v3_loss(q, k, t), 2 * t * plain)
+
+
+# ----------------------------------------------------------------------------- nnclr
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_nnclr_loss__matches_loop_reference(temperature: float) -> None:
+    z, p, support = randn(5, 6, seed=0), randn(5, 6, seed=1), randn(13, 6, seed=2)
+    assert_close(nnclr_loss(z, p, support, temperature), ref_nnclr(z, p, support, temperature))
+
+
+def test_nnclr_loss__gradient_reaches_the_predictions_only() -> None:
+    z, p = randn(4, 6, seed=0).requires_grad_(), randn(4, 6, seed=1).requires_grad_()
+    support = randn(9, 6, seed=2).requires_grad_()
+    nnclr_loss(z, p, support).backward()
+    assert p.grad is not None and p.grad.abs().sum() > 0
+    assert z.grad is None and support.grad is None
+
+
+def test_nnclr_loss__with_the_queries_as_support_is_an_nt_xent_against_the_predictions() -> None:
+    z, p = randn(5, 6, seed=0), randn(5, 6, seed=1)  # each z is its own nearest neighbour
+    logits = F.normalize(z, dim=1) @ F.normalize(p, dim=1).T / 0.1
+    torch.testing.assert_close(nnclr_loss(z, p, z, 0.1), F.cross_entropy(logits, torch.arange(5)))
+
+
+# ----------------------------------------------------------------------------- instdisc
+
+
+def test_instdisc__loss_matches_a_loop_infonce_over_its_bank_entries() -> None:
+    torch.manual_seed(0)
+    method = build_method(
+        "instdisc", build_backbone("tiny_cnn", in_channels=1), bank_size=20, num_negatives=7, temperature=0.1
+    ).double()
+    method.bank.seen[:10] = True  # entries 0-9 written earlier, 10-19 never
+    views, index = [randn(6, 1, 16, 16, seed=3)], torch.tensor([0, 3, 12, 9, 15, 4])
+    method.eval()
+    negatives = method.bank.negative_indices(7, advance=False).tolist()
+    with torch.no_grad():
+        v = F.normalize(method.projector(method.backbone(views[0])), dim=1)
+        loss = method(views, index).loss
+    bank, expected = rows(method.bank.values), []
+    for vi, i in zip(rows(v), index.tolist()):
+        positive = bank[i] if i < 10 else vi  # not yet written: the embedding itself
+        logits = [dot(vi, positive) / 0.1] + [dot(vi, bank[j]) / 0.1 for j in negatives]
+        expected.append(-log_softmax(logits)[0])
+    assert_close(loss, sum(expected) / len(expected))
+
+
+def test_memory_bank__update_is_the_normalised_proximal_mix_and_a_first_visit_writes() -> None:
+    bank = MemoryBank(5, 3, momentum=0.5).double()
+    bank.seen[1] = True
+    before, x = rows(bank.values), randn(2, 3, seed=4)
+    bank.update(torch.tensor([1, 3]), x)
+    mixed = [0.5 * a + 0.5 * b for a, b in zip(before[1], rows(x)[0])]
+    torch.testing.assert_close(bank.values[1], torch.tensor(unit(mixed), dtype=torch.float64))
+    torch.testing.assert_close(bank.values[3], torch.tensor(unit(rows(x)[1]), dtype=torch.float64))
+    assert bank.seen.tolist() == [False, True, False, True, False]
+
+
+def test_memory_bank__negative_draws_repeat_for_the_same_counter() -> None:
+    bank = MemoryBank(50, 3)
+    first = bank.negative_indices(10)
+    second = bank.negative_indices(10)
+    bank.draws.zero_()
+    assert torch.equal(bank.negative_indices(10), first) and not torch.equal(first, second)
 
 
 # ----------------------------------------------------------------------------- negative cosine
@@ -413,6 +579,24 @@ def test_triplet_loss__is_zero_when_negatives_are_beyond_the_margin_and_margin_w
     assert_close(triplet_loss(a, a, a, margin=0.7), 0.7)
 
 
+@pytest.mark.parametrize("mining", ["hard", "semihard"])
+@pytest.mark.parametrize("margin", [0.2, 1.0])
+def test_mined_triplet_loss__matches_loop_reference(mining: str, margin: float) -> None:
+    z, b = randn(10, 4, seed=5), 5
+    ids, positive = torch.arange(10) % b, (torch.arange(10) + b) % 10
+    expected = ref_mined_triplet(z, ids.tolist(), positive.tolist(), margin, mining)
+    assert_close(mined_triplet_loss(z, ids, positive, margin, mining), expected)
+
+
+def test_mine_negatives__hard_is_the_nearest_other_id_and_semihard_lies_beyond_the_positive() -> None:
+    z = torch.tensor([[0.0], [0.1], [0.3], [1.0], [2.0]], dtype=torch.float64)
+    ids, positive = torch.tensor([0, 1, 2, 0, 3]), torch.tensor([3, 1, 2, 0, 4])
+    hard = mine_negatives(z, ids, positive, "hard")
+    semi = mine_negatives(z, ids, positive, "semihard")
+    assert hard[0] == 1 and semi[0] == 4  # d_pos(0) = 1.0: 1 and 2 are closer, 4 lies beyond
+    assert hard[3] == 2 and semi[3] == 4  # d_pos(3) = 1.0: none lies beyond, so the farthest, 4
+
+
 # ----------------------------------------------------------------------------- SGD
 
 
@@ -429,6 +613,12 @@ LOSSES_OF_A_LEAF = {
     "swav": (lambda s: swav_loss(list(s.chunk(3)), 2, 0.1), (12, 5)),
     "dino": (_dino, (12, 6)),
     "triplet": (lambda a: triplet_loss(a, randn(4, 6, seed=1), randn(4, 6, seed=2), 1.0), (4, 6)),
+    "moco_v3": (lambda q: moco_v3_loss(q, randn(4, 6, seed=1), 0.5), (4, 6)),
+    "nnclr": (lambda p: nnclr_loss(randn(4, 6, seed=1), p, randn(16, 6, seed=2), 0.5), (4, 6)),
+    "mined_triplet": (
+        lambda z: mined_triplet_loss(z, torch.arange(8) % 4, (torch.arange(8) + 4) % 8),
+        (8, 6),
+    ),
 }
 
 

@@ -7,13 +7,20 @@ import pytest
 import torch
 
 from cl_core import available_methods, build_backbone, build_method
-from cl_core.losses import info_nce
+from cl_core.losses import info_nce, moco_v3_loss
 from cl_core.methods import method_class, register_method
 from cl_core.methods.base import Method
 from cl_core.optim.schedules import ema_momentum
 
 # Small sizes for any constructor argument of these names; a new method gets them for free.
-SMALL = {"queue_size": 48, "queue_length": 24, "num_prototypes": 10, "out_dim": 40}
+SMALL = {
+    "queue_size": 48,
+    "queue_length": 24,
+    "num_prototypes": 10,
+    "out_dim": 40,
+    "bank_size": 64,
+    "num_negatives": 16,
+}
 
 
 def small_hparams(name: str) -> dict:
@@ -49,9 +56,10 @@ def non_gradient_state(method: Method) -> dict[str, torch.Tensor]:
     return state
 
 
-def test_available_methods__lists_the_nine_image_methods():
+def test_available_methods__lists_the_thirteen_image_methods_and_cvrl():
     expected = {"simclr", "moco", "byol", "simsiam", "swav", "dino", "vicreg", "barlow_twins", "supcon"}
-    assert expected <= set(available_methods())
+    expected |= {"nnclr", "moco_v3", "instdisc", "triplet", "cvrl"}
+    assert set(available_methods()) == expected
 
 
 def test_register_method__rejects_a_second_registration_of_a_name():
@@ -202,3 +210,70 @@ def test_swav__uses_the_queue_once_it_is_full():
     method.queues = torch.nn.ModuleList()
     without_queue = method(views).loss
     assert not torch.allclose(with_queue, without_queue)
+
+
+def test_nnclr__queue_holds_the_normalised_first_view_projections():
+    method = build("nnclr")
+    views, _ = make_views(method)
+    method(views)
+    with torch.no_grad():
+        z1 = method.projector(method.backbone(torch.cat(views)))[: views[0].shape[0]]
+    torch.testing.assert_close(method.queue.values[:8], torch.nn.functional.normalize(z1, dim=1))
+    assert int(method.queue.filled) == 8
+
+
+def test_moco_v3__loss_is_the_symmetric_sum_over_the_momentum_keys():
+    method = build("moco_v3").eval()
+    views, _ = make_views(method)
+    with torch.no_grad():
+        q1, q2 = (method.predictor(method.projector(method.backbone(v))) for v in views)
+        k1, k2 = (method.key_projector(method.key_backbone(v)) for v in views)
+        expected = moco_v3_loss(q1, k2, 1.0) + moco_v3_loss(q2, k1, 1.0)
+        torch.testing.assert_close(method(views).loss, expected)
+
+
+def test_instdisc__without_indices_raises_and_a_step_writes_the_bank_rows_of_its_indices():
+    method = build("instdisc")
+    views, _ = make_views(method)
+    with pytest.raises(ValueError, match="dataset index"):
+        method(views)
+    index = torch.tensor([5, 9, 0, 63, 17, 2, 40, 33])
+    before = method.bank.values.clone()
+    out = method(views, index)
+    untouched = torch.ones(64, dtype=torch.bool)
+    untouched[index] = False
+    torch.testing.assert_close(method.bank.values[index], out.embeddings)  # first visit: written
+    assert torch.equal(method.bank.values[untouched], before[untouched])
+    assert method.bank.seen.sum() == 8
+
+
+def test_supcon__in_variant_changes_the_loss_and_a_bad_variant_raises():
+    torch.manual_seed(0)
+    backbone = build_backbone("tiny_cnn", in_channels=3)
+    out_method = build_method("supcon", backbone, hidden_dim=16, projection_dim=16)
+    in_method = build_method("supcon", backbone, hidden_dim=16, projection_dim=16, variant="in")
+    in_method.load_state_dict(out_method.state_dict())
+    views, targets = make_views(out_method)
+    with torch.no_grad():  # training mode: batch statistics (at init, eval-mode outputs nearly coincide)
+        assert float(in_method(views, targets).loss) < float(out_method(views, targets).loss)
+    with pytest.raises(ValueError, match="variant"):
+        build_method("supcon", backbone, variant="mid")
+
+
+def test_triplet__rejects_an_unknown_mining():
+    with pytest.raises(ValueError, match="mining"):
+        build_method("triplet", build_backbone("tiny_cnn"), mining="easy")
+
+
+def test_dino__embeddings_are_the_heads_normalised_bottleneck():
+    method = build("dino")
+    views, _ = make_views(method)
+    out = method(views)
+    assert out.embeddings.shape == (8, 16)  # bottleneck_dim
+    torch.testing.assert_close(out.embeddings.norm(dim=1), torch.ones(8))
+
+
+def test_sync_batchnorm_by_default__is_set_for_the_methods_whose_papers_use_global_bn():
+    flagged = {m for m in available_methods() if method_class(m).sync_batchnorm_by_default}
+    expected = {"moco", "moco_v3", "simclr", "byol", "nnclr", "simsiam", "swav", "dino", "vicreg"}
+    assert flagged == expected | {"barlow_twins"}

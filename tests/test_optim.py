@@ -18,6 +18,7 @@ from cl_core.optim import (
     teacher_temperature,
     teacher_temperature_schedule,
     warmup_cosine,
+    weight_decay_schedule,
 )
 
 
@@ -159,3 +160,11 @@ def test_build_optimizer__builds_each_optimizer_over_the_groups(name, cls):
 def test_build_optimizer__unknown_name_lists_allowed_values():
     with pytest.raises(ValueError, match="lars, sgd, adamw"):
         build_optimizer(_small_model(), "adam", lr=0.1, weight_decay=0.0)
+
+
+def test_weight_decay_schedule__cosine_from_base_to_final_or_none_when_fixed():
+    schedule = weight_decay_schedule(0.04, 0.4, 11)
+    assert schedule[0] == 0.04 and schedule[-1] == 0.4
+    assert schedule[5] == pytest.approx((0.04 + 0.4) / 2)  # the cosine's midpoint
+    assert np.all(np.diff(schedule) > 0)
+    assert weight_decay_schedule(0.04, None, 11) is None

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cl_core import build_backbone, build_method
+from cl_core.optim import build_optimizer, weight_decay_schedule
 from cl_core.training import NonFiniteLossError, PretrainSettings, StepSchedules, pretrain, train_steps
 from cl_core.transforms import build_recipe
 
@@ -40,6 +41,24 @@ def test_train_steps__applies_the_lr_schedule_and_counts_global_steps():
     assert metrics["steps"] == 3 and metrics["last_step"] == 4
     assert float(model.progress) == pytest.approx(4 / 5)
     assert 0.0 <= metrics["wait_fraction"] <= 1.0 and metrics["images_per_s"] > 0
+
+
+def test_train_steps__writes_the_weight_decay_schedule_into_the_decaying_groups_only():
+    model = tiny_simclr()
+    optimizer = build_optimizer(model, "adamw", 1e-3, weight_decay=0.04)
+    schedules = StepSchedules(lr=np.full(3, 1e-3), weight_decay=weight_decay_schedule(0.04, 0.4, 3))
+    seen: list[tuple[float, float]] = []
+    metrics = train_steps(
+        model,
+        optimizer,
+        batches(3),
+        lambda views: (views, None),
+        schedules,
+        start_step=0,
+        on_step=lambda step, m: seen.append(tuple(g["weight_decay"] for g in optimizer.param_groups)),
+    )
+    assert seen == [(0.04, 0.0), (pytest.approx(0.22), 0.0), (0.4, 0.0)]
+    assert metrics["weight_decay"] == pytest.approx((0.04 + 0.22 + 0.4) / 3)
 
 
 def test_train_steps__stops_at_the_end_of_the_schedule():

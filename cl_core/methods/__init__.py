@@ -5,11 +5,15 @@ from cl_core.methods import (  # noqa: F401  (explicit import list: each registe
     byol,
     cvrl,
     dino,
+    instdisc,
     moco,
+    moco_v3,
+    nnclr,
     simclr,
     simsiam,
     supcon,
     swav,
+    triplet,
     vicreg,
 )
 from cl_core.methods.base import Method, MethodOutput

@@ -21,6 +21,8 @@ class BarlowTwins(Method):
         gather: compute the cross-correlation over every rank's batch.
     """
 
+    sync_batchnorm_by_default = True  # official main.py converts the model to SyncBN
+
     def __init__(
         self,
         backbone: nn.Module,

@@ -32,6 +32,13 @@ class Method(nn.Module):
 
     #: methods that need labels in ``forward`` (SupCon) set this.
     needs_targets: bool = False
+    #: methods whose ``forward`` takes each image's dataset index (0 <= index < N) in ``targets``
+    #: instead of its label (InstDisc's memory bank) set this; the data pipelines then pass it.
+    needs_indices: bool = False
+    #: methods whose papers normalise over the global batch (SyncBN in the official code, or
+    #: cross-replica BN on TPUs) set this: ``train.sync_batchnorm: null`` turns SyncBN on for them
+    #: when training on several GPUs.
+    sync_batchnorm_by_default: bool = False
     #: methods that accept global + local crops of different sizes (SwAV, DINO) set this.
     multi_crop: bool = False
     #: methods that leave some parameters out of the graph in some steps (frozen prototypes or

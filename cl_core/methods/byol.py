@@ -21,6 +21,8 @@ class BYOL(Method):
         base_momentum: tau_base (paper: 0.996), raised to 1 with a cosine schedule.
     """
 
+    sync_batchnorm_by_default = True  # official JAX code: BN with a cross_replica_axis
+
     def __init__(
         self,
         backbone: nn.Module,

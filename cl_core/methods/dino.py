@@ -37,6 +37,8 @@ class DINO(Method):
         gather: average the center over every rank.
     """
 
+    sync_batchnorm_by_default = True  # official main_dino.py converts models with BN to SyncBN
+
     multi_crop = True
     may_skip_parameters = True
 
@@ -71,14 +73,17 @@ class DINO(Method):
         progress = float(self.progress)
         freeze = progress < self.freeze_last_layer_fraction
         feats = encode_crops(self.backbone, views)  # n_crops x (b, feature_dim)
-        student = [self.head(f, freeze_last_layer=freeze) for f in feats]  # n_crops x (b, K)
+        embedded = [self.head.bottleneck(f) for f in feats]  # n_crops x (b, bottleneck_dim)
+        student = [self.head.prototypes(h, freeze_last_layer=freeze) for h in embedded]  # n_crops x (b, K)
         with torch.no_grad():
             teacher_feats = encode_crops(self.teacher_backbone, views[: self.num_global])
             teacher = [self.teacher_head(f) for f in teacher_feats]  # num_global x (b, K)
         warmup_temp, temp, warmup_fraction = self.teacher_temps
         t_temp = teacher_temperature(progress, warmup_temp, temp, warmup_fraction)
         loss = self.criterion(student, teacher, t_temp)
-        return MethodOutput(loss, metrics={"teacher_temperature": t_temp}, embeddings=feats[0].detach())
+        # The head's bottleneck is DINO's projector embedding (the K scores are prototype logits).
+        metrics = {"teacher_temperature": t_temp}
+        return MethodOutput(loss, metrics=metrics, embeddings=embedded[0].detach())
 
     def after_optimizer_step(self, progress: float) -> None:
         super().after_optimizer_step(progress)

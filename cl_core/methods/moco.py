@@ -31,6 +31,8 @@ class MoCo(Method):
         gather: enqueue the keys of every rank (the official ``concat_all_gather``).
     """
 
+    sync_batchnorm_by_default = True  # SyncBN stands in for the official shuffle-BN (see Departures)
+
     def __init__(
         self,
         backbone: nn.Module,

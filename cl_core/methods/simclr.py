@@ -23,6 +23,8 @@ class SimCLR(Method):
         gather: use negatives from every rank (paper: global BN/negatives over all cores).
     """
 
+    sync_batchnorm_by_default = True  # paper section 3: global BN, mean/variance over all devices
+
     def __init__(
         self,
         backbone: nn.Module,

@@ -20,6 +20,8 @@ class SimSiam(Method):
         predictor_hidden_dim: predictor bottleneck (paper: 512).
     """
 
+    sync_batchnorm_by_default = True  # official main_simsiam.py converts the model to SyncBN
+
     def __init__(
         self, backbone: nn.Module, projection_dim: int = 2048, predictor_hidden_dim: int = 512
     ) -> None:

@@ -38,6 +38,8 @@ class SwAV(Method):
         gather: Sinkhorn sums and the queue over every rank.
     """
 
+    sync_batchnorm_by_default = True  # official main_swav.py: --sync_bn pytorch (its default)
+
     multi_crop = True
     may_skip_parameters = True
 

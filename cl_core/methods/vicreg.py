@@ -23,6 +23,8 @@ class VICReg(Method):
         gather: compute the statistics over every rank's batch (official FullGatherLayer).
     """
 
+    sync_batchnorm_by_default = True  # official main_vicreg.py converts the model to SyncBN
+
     def __init__(
         self,
         backbone: nn.Module,

@@ -36,8 +36,15 @@ class DINOHead(nn.Module):
         self.last_direction = nn.Parameter(torch.empty(out_dim, bottleneck_dim))
         nn.init.trunc_normal_(self.last_direction, std=0.02)
 
-    def forward(self, x: torch.Tensor, freeze_last_layer: bool = False) -> torch.Tensor:
-        # x: (b, in_dim) -> (b, out_dim)
-        h = F.normalize(self.mlp(x), dim=-1)  # (b, bottleneck_dim)
+    def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
+        """The L2-normalised bottleneck embedding: (b, in_dim) -> (b, bottleneck_dim)."""
+        return F.normalize(self.mlp(x), dim=-1)
+
+    def prototypes(self, h: torch.Tensor, freeze_last_layer: bool = False) -> torch.Tensor:
+        """Scores of a bottleneck embedding against the prototypes: (b, bottleneck_dim) -> (b, out_dim)."""
         v = self.last_direction.detach() if freeze_last_layer else self.last_direction
         return F.linear(h, F.normalize(v, dim=1))
+
+    def forward(self, x: torch.Tensor, freeze_last_layer: bool = False) -> torch.Tensor:
+        # x: (b, in_dim) -> (b, out_dim)
+        return self.prototypes(self.bottleneck(x), freeze_last_layer)

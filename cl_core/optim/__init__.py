@@ -9,6 +9,7 @@ from cl_core.optim.schedules import (
     teacher_temperature,
     teacher_temperature_schedule,
     warmup_cosine,
+    weight_decay_schedule,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "teacher_temperature",
     "teacher_temperature_schedule",
     "warmup_cosine",
+    "weight_decay_schedule",
 ]

@@ -55,6 +55,21 @@ def warmup_cosine(
     return np.concatenate([warmup, cosine])
 
 
+def weight_decay_schedule(base: float, final: float | None, total_steps: int) -> np.ndarray | None:
+    """Cosine from ``base`` to ``final`` over ``total_steps``, or None (constant) when ``final`` is.
+
+    DINO (arXiv 2104.14294, appendix; official ``main_dino.py``: ``wd_schedule =
+    cosine_scheduler(weight_decay, weight_decay_end, epochs, niter_per_ep)``, 0.04 to 0.4), one
+    value per step. The training loop writes it into the param groups that have weight decay.
+
+    Returns:
+        (total_steps,) float64, or None.
+    """
+    if final is None:
+        return None
+    return warmup_cosine(base, final, total_steps)
+
+
 def ema_momentum(base: float, progress: float, final: float = 1.0) -> float:
     """BYOL target momentum (arXiv 2006.07733, section 3.2).
 

@@ -35,7 +35,8 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class StepSchedules:
-    """Per-step values (schedules are data): ``lr[step]``, ``weight_decay[step]``."""
+    """Per-step values (schedules are data): ``lr[step]``, ``weight_decay[step]`` (None: each
+    param group keeps its own; else written into the groups whose weight decay is > 0)."""
 
     lr: np.ndarray
     weight_decay: np.ndarray | None = None
@@ -151,6 +152,8 @@ def train_steps(
             "lr": float(schedules.lr[step - 1]),
             **output.metrics,
         }
+        if schedules.weight_decay is not None:
+            step_metrics["weight_decay"] = float(schedules.weight_decay[step - 1])
         for key, value in step_metrics.items():
             sums[key] = sums.get(key, 0.0) + float(value)
         count, images = count + 1, images + views[0].shape[0]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from cl_core.evaluation import extract_features, knn_top1
-from cl_core.optim import build_optimizer, scale_lr, warmup_cosine
+from cl_core.optim import build_optimizer, scale_lr, warmup_cosine, weight_decay_schedule
 from cl_core.training.loop import Batch, StepSchedules, train_steps
 from cl_core.transforms import ViewRecipe, make_views, normalize, normalize_clips
 
@@ -26,8 +26,11 @@ class PretrainSettings:
         optimizer: "lars", "sgd" or "adamw".
         base_lr: learning rate at batch 256; the step's peak is ``base_lr * batch_size / 256``.
         weight_decay: L2 penalty on weights (not biases / norms).
+        weight_decay_end: if set, the weight decay follows a cosine from ``weight_decay`` to
+            this over training (DINO: 0.04 to 0.4), one value per step.
         momentum: SGD / LARS momentum.
         warmup_epochs: linear warmup before the cosine decay.
+        grad_clip: max global gradient norm, or None.
         seed: seeds the model-independent randomness (shuffling and augmentation).
         knn_k: neighbours of the kNN monitor.
         knn_temperature: temperature of the kNN monitor.
@@ -38,8 +41,10 @@ class PretrainSettings:
     optimizer: str = "sgd"
     base_lr: float = 0.06
     weight_decay: float = 5e-4
+    weight_decay_end: float | None = None
     momentum: float = 0.9
     warmup_epochs: float = 0.0
+    grad_clip: float | None = None
     seed: int = 0
     knn_k: int = 200
     knn_temperature: float = 0.1
@@ -104,7 +109,8 @@ def pretrain(
         settings: optimisation settings.
         mean: per-channel normalisation mean, on the [0, 1] scale.
         std: per-channel normalisation std.
-        labels: (n,) labels, required by methods with ``needs_targets``.
+        labels: (n,) labels, required by methods with ``needs_targets``. Methods with
+            ``needs_indices`` get each image's index into ``images`` instead.
         eval_split: if given, kNN top-1 is measured after every epoch (``knn_top1``).
         device: where the model runs.
         on_epoch_end: called with each epoch's metrics (e.g. to print progress).
@@ -122,13 +128,17 @@ def pretrain(
     total = steps_per_epoch * settings.epochs
     peak = scale_lr(settings.base_lr, settings.batch_size)
     schedules = StepSchedules(
-        lr=warmup_cosine(peak, 0.0, total, warmup_steps=int(settings.warmup_epochs * steps_per_epoch))
+        lr=warmup_cosine(peak, 0.0, total, warmup_steps=int(settings.warmup_epochs * steps_per_epoch)),
+        weight_decay=weight_decay_schedule(settings.weight_decay, settings.weight_decay_end, total),
     )
+    by_index = getattr(method, "needs_indices", False)
     optimizer = build_optimizer(method, settings.optimizer, peak, settings.weight_decay, settings.momentum)
 
     def prepare(index: torch.Tensor) -> Batch:
         views = make_views(images[index], recipe, generator)  # list of (b, c, s, s) in [0, 1]
         views = [normalize(v, mean, std).to(device, non_blocking=True) for v in views]
+        if by_index:
+            return views, index.to(device)
         targets = labels[index].to(device) if labels is not None else None
         return views, targets
 
@@ -142,6 +152,7 @@ def pretrain(
             prepare,
             schedules,
             start_step=step,
+            grad_clip=settings.grad_clip,
         )
         step = int(metrics["last_step"])
         metrics["epoch"] = float(epoch + 1)

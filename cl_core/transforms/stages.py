@@ -23,7 +23,8 @@ def augment_batch(
     """All views of a batch, deterministic given ``seed``.
 
     Args:
-        batch: ``image`` (n, c, s, s) uint8, ``label`` (n,) int.
+        batch: ``image`` (n, c, s, s) uint8, ``label`` (n,) int, optionally ``index`` (n,) int
+            (passed through).
         recipe: the views to make.
         colour_on_device: True: geometric stage only (the colour stage runs in ``device_views``).
             False: both stages, the float views quantised back to uint8 (error <= 0.5 / 255), in
@@ -31,7 +32,7 @@ def augment_batch(
         seed: seed of every random draw.
 
     Returns:
-        ``view_i`` (n, c, size_i, size_i) uint8 per view, ``label`` (n,) int64.
+        ``view_i`` (n, c, size_i, size_i) uint8 per view, ``label`` (n,) int64 (and ``index``).
     """
     with warnings.catch_warnings():  # Ray Data's batches are read-only views; make_views never writes them
         warnings.simplefilter("ignore", UserWarning)
@@ -48,6 +49,8 @@ def augment_batch(
             for dest, view in zip(views, make_views(images[start : start + rows], recipe, generator)):
                 dest[start : start + rows] = view.mul_(255.0).round_().clamp_(0, 255)
     out = {f"view_{i}": v.numpy() for i, v in enumerate(views)}
+    if "index" in batch:  # each row's index in the training set (InstDisc's memory bank)
+        out["index"] = np.asarray(batch["index"], dtype=np.int64)
     return out | {"label": np.asarray(batch["label"], dtype=np.int64)}
 
 

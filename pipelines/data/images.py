@@ -3,7 +3,7 @@ the decoded training images live in the object store as one array, and every epo
 gathers its rows at the positions of the epoch's permutation (keyed by (``train.seed``, epoch), as
 the streamed path) and augments them in calls of ``call_rows``.
 
-    datasets = build_cached(config)   # train: view_i (c, s_i, s_i) uint8, label; kNN sets
+    datasets = build_cached(config)   # train: view_i (c, s_i, s_i) uint8, label, index; kNN sets
 
 Randomness: every augmentation call seeds a ``torch.Generator`` from (``train.seed``, epoch and
 call, fresh OS entropy per task), so epochs and batches draw different views and samples of a
@@ -122,7 +122,7 @@ def cached_calls(
     keep_freed_memory()  # views come from the heap, not page-faulted in anew by every call
     for start in range(0, len(rows), call):
         picked = rows[start : start + call]  # in the permutation's order: a call is a block, and
-        batch = {"image": images[picked], "label": labels[picked]}  # blocks make the batches
+        batch = {"image": images[picked], "label": labels[picked], "index": picked}  # blocks make batches
         yield augment_batch(batch, recipe, on_device, batch_seed(seed, start, 0))
 
 

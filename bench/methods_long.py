@@ -1,0 +1,153 @@
+"""``bench/methods.py --budget long``: every image method for >= 20 epochs on all 60k Fashion-MNIST
+training images, scored by kNN (k=200, T=0.1) and a linear probe on the 10k test images.
+
+    .venv/bin/python bench/methods.py --budget long --update-readme        # ~1 CPU hour per method
+    .venv/bin/python bench/methods.py --budget long --epochs 1 --limit 2000 --eval-train-size 2000
+
+Each method trains single-process with the cl_core trainer (``cl_core.training.pretrain``, no Ray:
+the long budget is compute, not pipeline) on the settings of its ``configs/<method>_fmnist.yaml``
+(method parameters, view recipe, optimiser, lr, weight decay and its schedule, gradient clipping,
+batch size, seed), with ``--epochs`` and ``--limit`` overriding the budget. Resumable method by
+method: each finished method (and each reference row: raw pixels, the random-init tiny CNN) is
+appended to ``--results`` (JSON) at once; a rerun skips what the file holds. The Markdown table is
+generated from that file, never typed, and written beside it (and into README.md between the
+``bench:methods-long`` markers with ``--update-readme``).
+"""
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import torch
+
+from cl_core import build_backbone, build_method
+from cl_core.datasets import load_fashion_mnist
+from cl_core.evaluation import extract_features, knn_top1, linear_probe_top1
+from cl_core.training import PretrainSettings, pretrain
+from cl_core.transforms import normalize
+from pipelines.config import ExperimentConfig, load_config, normalization, recipe_from_config
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCES = ("raw-pixels", "random-init")
+README_BLOCK = re.compile(r"(<!-- bench:methods-long -->\n).*?(<!-- /bench:methods-long -->)", re.S)
+
+
+def load_results(path: Path) -> dict[str, dict]:
+    """The rows finished so far, by name (empty when the file does not exist)."""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_row(path: Path, name: str, row: dict) -> None:
+    """Add one finished row to the results file (written to a temporary file, then renamed)."""
+    results = load_results(path) | {name: row}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def settings_of(config: ExperimentConfig) -> PretrainSettings:
+    """The config's optimisation settings for the single-process trainer."""
+    t = config.train
+    return PretrainSettings(
+        epochs=t.epochs,
+        batch_size=t.global_batch_size,
+        optimizer=t.optimizer,
+        base_lr=t.base_lr,
+        weight_decay=t.weight_decay,
+        weight_decay_end=t.weight_decay_end,
+        momentum=t.momentum,
+        warmup_epochs=t.warmup_epochs,
+        grad_clip=t.grad_clip,
+        seed=t.seed,
+    )
+
+
+def score(features: tuple[torch.Tensor, torch.Tensor], labels: tuple[torch.Tensor, torch.Tensor]) -> dict:
+    """kNN (k=200, T=0.1, the InstDisc monitor) and linear-probe top-1 on the test split."""
+    (train_f, test_f), (train_y, test_y) = features, labels
+    return {
+        "knn_top1": knn_top1(train_f, train_y, test_f, test_y, k=200, temperature=0.1),
+        "linear_top1": linear_probe_top1(train_f, train_y, test_f, test_y),
+    }
+
+
+def run_one(name: str, args, data: dict) -> dict:
+    """Pretrain ``name`` (or build a reference) and score it; returns its results row."""
+    reference = name in REFERENCES  # scored with simclr_fmnist.yaml's backbone and normalisation
+    overrides = [] if reference else [f"train.epochs={args.epochs}", f"data.limit={args.limit}"]
+    config = load_config(ROOT / "configs" / f"{'simclr' if reference else name}_fmnist.yaml", overrides)
+    mean, std = normalization(config)
+    started = time.monotonic()
+    if name == "raw-pixels":
+        features = tuple(x.flatten(1).float() / 255.0 for x in data["images"])  # (n, 784)
+        return score(features, data["labels"]) | {"seconds": time.monotonic() - started}
+    torch.manual_seed(config.train.seed)
+    backbone = build_backbone(config.backbone.name, config.data.channels, config.backbone.small_images)
+    row: dict = {}
+    if not reference:
+        method = build_method(config.method.name, backbone, **config.method.params)
+        train_x, train_y = data["pretrain"]
+        history = pretrain(
+            method, train_x, recipe_from_config(config), settings_of(config), mean, std, train_y
+        )
+        row = {"epochs": args.epochs, "train_size": len(train_x), "final_loss": history[-1]["loss"]}
+        row["images_per_s"] = sum(m["images_per_s"] for m in history) / len(history)
+
+    def transform(x: torch.Tensor) -> torch.Tensor:
+        return normalize(x.float() / 255.0, mean, std)
+
+    features = tuple(extract_features(backbone, x, transform=transform) for x in data["images"])
+    return score(features, data["labels"]) | row | {"seconds": time.monotonic() - started}
+
+
+def table(results: dict[str, dict], methods: list[str]) -> str:
+    """Markdown rows in % for the methods (by kNN), then the references; from the results file."""
+    done = sorted((m for m in methods if m in results), key=lambda m: -results[m]["knn_top1"])
+    lines = ["| method | kNN | linear | epochs | images | wall time |", "|---|--:|--:|--:|--:|--:|"]
+    for name in [*done, *[r for r in REFERENCES if r in results]]:
+        row = results[name]
+        shown = f"*{name}*" if name in REFERENCES else name
+        budget = [str(row.get("epochs", "–")), str(row.get("train_size", "–"))]
+        cells = [f"{100 * row['knn_top1']:.1f}", f"{100 * row['linear_top1']:.1f}", *budget]
+        minutes, seconds = divmod(round(row["seconds"]), 60)
+        lines.append(f"| {shown} | " + " | ".join(cells) + f" | {minutes}m{seconds:02d}s |")
+    missing = [m for m in methods if m not in results]
+    note = f"\n\nNot run yet: {', '.join(missing)}." if missing else ""
+    return "\n".join(lines) + note + "\n"
+
+
+def main(args) -> str:
+    """Run what ``args.results`` lacks, then write the table (and the README block)."""
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    train_x, train_y = load_fashion_mnist("train")
+    test_x, test_y = load_fashion_mnist("test")
+    tensor = lambda x: torch.from_numpy(x).unsqueeze(1)  # noqa: E731  (n, 1, 28, 28) uint8
+    k = args.eval_train_size
+    data = {
+        "pretrain": (tensor(train_x[: args.limit]), torch.from_numpy(train_y[: args.limit])),
+        "images": (tensor(train_x[:k]), tensor(test_x)),
+        "labels": (torch.from_numpy(train_y[:k]), torch.from_numpy(test_y)),
+    }
+    for name in [*REFERENCES, *args.methods]:
+        if name in load_results(args.results):
+            print(f"=== {name}: in {args.results}, skipped", flush=True)
+            continue
+        print(f"=== {name}: {args.epochs} epochs x {args.limit} images", flush=True)
+        save_row(args.results, name, run_one(name, args, data))
+    text = table(load_results(args.results), args.methods)
+    text += (
+        f"\nBudget: {args.epochs} epochs over {args.limit} Fashion-MNIST training images per method "
+        f"(its `configs/<method>_fmnist.yaml` otherwise), single process; kNN and linear probe with "
+        f"{k} training images, top-1 on the 10k test images. Generated from `{args.results.name}`.\n"
+    )
+    args.results.with_suffix(".md").write_text(text)
+    print("\n" + text, flush=True)
+    if args.update_readme:
+        readme = ROOT / "README.md"
+        old = readme.read_text()
+        if not README_BLOCK.search(old):
+            raise SystemExit("README.md has no <!-- bench:methods-long --> block")
+        readme.write_text(README_BLOCK.sub(lambda m: m.group(1) + text + m.group(2), old))
+    return text
