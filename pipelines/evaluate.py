@@ -51,9 +51,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         default=[0.01, 0.1],
         help="label fractions to fine-tune on (default: 0.01 0.1; none: skip fine-tuning)",
     )
-    parser.add_argument(
-        "--finetune-epochs", type=int, default=FINETUNE_EPOCHS, help="(default: %(default)s)"
-    )
+    parser.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS, help="(default: %(default)s)")
     parser.add_argument(
         "--workers", type=int, default=2, help="feature-extraction actors (default: %(default)s)"
     )

@@ -19,17 +19,19 @@ from pipelines.config.load import CONFIGS
 from pipelines.data.build import build_datasets
 from pipelines.home import output_home, staging_dir
 from pipelines.tracking.curves import plot_curves
+from pipelines.tracking.metric_logger import PENDING_FILE, MetricLogger
 from pipelines.tracking.mlflow_run import (
-    MetricLogger,
     default_tracking_uri,
     end_run,
     log_artifacts,
+    log_corpus_input,
     log_text,
     reachable_uri,
     redact,
     reopen_run,
     start_run,
 )
+from pipelines.tracking.model import log_encoder
 from pipelines.train.checkpoints import ENCODER_FILE
 from pipelines.train.cluster import LOCAL_INSTANCE, check_capacity, connect, quiet_ray
 from pipelines.train.trainer import build_trainer, check_model_builds
@@ -87,7 +89,9 @@ def open_run(
 def log_corpus_report(uri: str, run_id: str, report) -> None:
     """``data/bad_files`` and ``data/total_files`` at step 0, and the bad files' paths and reasons
     as ``bad_files.txt`` (the log has them too)."""
-    MetricLogger(uri, run_id).log(report.as_metrics(), 0)  # a resumed run skips the existing point
+    logger = MetricLogger(uri, run_id).start()
+    logger.log(report.as_metrics(), 0)  # a resumed run skips the existing point
+    logger.close()
     if report.bad_examples:
         lines = [f"{report.bad} of {report.total} files skipped; the first {len(report.bad_examples)}:"]
         log_text(
@@ -98,12 +102,23 @@ def log_corpus_report(uri: str, run_id: str, report) -> None:
         )
 
 
-def finish_run(result, run_dir: Path | str, uri: str, run_id: str, complete: bool) -> Path | str:
-    """Export the latest encoder next to the run and plot the curves; a complete run logs both
-    and is closed FINISHED, a stopped one is marked KILLED until ``--resume`` reopens it."""
+def finish_run(
+    result,
+    run_dir: Path | str,
+    uri: str,
+    run_id: str,
+    complete: bool,
+    config: ExperimentConfig | None = None,
+) -> Path | str:
+    """Replay the metric points still pending on this machine, export the latest encoder next to
+    the run and plot the curves; a complete run logs both (with ``config``: the encoder as the
+    MLflow model ``encoder`` too, registered as ``tracking.register_as`` when set) and is closed
+    FINISHED, a stopped one is marked KILLED until ``--resume`` reopens it."""
     if result.checkpoint is None:
         raise RuntimeError("the run finished without a checkpoint")
     local = staging_dir(run_dir)
+    if (local / PENDING_FILE).is_file():  # rank 0 ran here and MLflow did not take every point
+        MetricLogger(uri, run_id, local / PENDING_FILE).start().close()
     with result.checkpoint.as_directory() as directory:  # Ray: fetched from object storage if there
         encoder = Path(shutil.copy(Path(directory) / ENCODER_FILE, local / ENCODER_FILE))
     curves = plot_curves(uri, run_id, local / "curves.png")
@@ -112,8 +127,33 @@ def finish_run(result, run_dir: Path | str, uri: str, run_id: str, complete: boo
             storage.write_bytes(storage.join(run_dir, file.name), file.read_bytes())
     if complete:
         log_artifacts(uri, run_id, [encoder, curves])
+        if config is not None:
+            model = log_encoder(uri, run_id, config, encoder, config.tracking.register_as)
+            registered = config.tracking.register_as
+            print(
+                f"MLflow model: {model}" + (f" (registered as {registered})" if registered else ""),
+                flush=True,
+            )
     end_run(uri, run_id, "FINISHED" if complete else "KILLED")
     return storage.join(run_dir, ENCODER_FILE) if storage.is_uri(run_dir) else encoder
+
+
+def tracking_store(
+    config: ExperimentConfig, run_dir: Path | str, resume: bool
+) -> tuple[str, str | None, bool]:
+    """(tracking URI, the run id when resuming, whether the URI is the fallback store). A server
+    that refuses the credentials or whose host is unknown raises ``TrackingStoreError`` (one line:
+    the URI and what to set); one that cannot be reached falls back to ``<run dir>/mlflow.db``
+    (resumed runs keep their store: rank 0 keeps the points pending until it answers)."""
+    if resume:
+        info = json.loads(storage.read_text(storage.join(run_dir, RUN_INFO)))
+        reachable_uri(info["tracking_uri"], staging_dir(run_dir))
+        return info["tracking_uri"], info["run_id"], False
+    wanted = config.tracking.tracking_uri or default_tracking_uri(output_home())
+    uri = reachable_uri(wanted, staging_dir(run_dir))
+    if uri != wanted:
+        print(f"MLflow at {redact(wanted)} does not answer: this run is tracked in {uri}", flush=True)
+    return uri, None, uri != wanted
 
 
 def pretrain(
@@ -121,6 +161,7 @@ def pretrain(
 ) -> dict[str, float]:
     """Run (or resume) one pretraining job; returns the last reported metrics."""
     check_model_builds(config)
+    uri, run_id, fallback = tracking_store(config, run_dir, resume)  # before Ray: a bad store fails fast
     where = connect()
     print(f"Ray: using {where}", flush=True)
     quiet_ray()
@@ -132,15 +173,14 @@ def pretrain(
         f"data: {datasets.num_train_rows} training {unit} per epoch ({report.bad} bad files skipped)",
         flush=True,
     )
-    if resume:
-        info = json.loads(storage.read_text(storage.join(run_dir, RUN_INFO)))
-        uri, run_id = info["tracking_uri"], info["run_id"]
+    if run_id is not None:
         reopen_run(uri, run_id)
     else:
-        default = config.tracking.tracking_uri or default_tracking_uri(output_home())
-        uri = reachable_uri(default, staging_dir(run_dir))
         run_id = open_run(config, run_dir, uri)
-    print(f"MLflow: run {run_id} in {redact(uri)}", flush=True)
+        log_corpus_input(uri, run_id, config.data, datasets.num_train_rows, report)
+    print(
+        f"MLflow: run {run_id} in {redact(uri)}" + (" (the fallback store)" if fallback else ""), flush=True
+    )
     log_corpus_report(uri, run_id, report)
     print(f"run directory: {run_dir}", flush=True)
     handler = signal.getsignal(signal.SIGINT)
@@ -157,7 +197,7 @@ def pretrain(
             signal.signal(signal.SIGINT, handler)
     metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
     complete = int(metrics.get("train/epoch", 0)) >= config.train.epochs
-    encoder = finish_run(result, run_dir, uri, run_id, complete)
+    encoder = finish_run(result, run_dir, uri, run_id, complete, config)
     if not complete:
         print(
             f"stopped after epoch {int(metrics['train/epoch'])}; continue with: "
@@ -170,6 +210,8 @@ def pretrain(
         + (f", kNN top-1 {knn:.4f}" if knn is not None else "")
         + f"; encoder: {encoder}"
     )
+    if fallback:
+        print(f"MLflow did not answer at the start: this run is in the fallback store {uri}", flush=True)
     if uri.startswith("sqlite:"):
         print(f"open the UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000", flush=True)
     else:

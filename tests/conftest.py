@@ -66,20 +66,34 @@ def s3(ray_local):
 
 
 @pytest.fixture(scope="session")
-def smoke_run(ray_local, tmp_path_factory):
-    """One finished ``configs/smoke.yaml`` run (2 epochs, 8 steps each) on the shared Ray,
-    tracked in its own SQLite MLflow store; tests that only read a finished run share it (a
-    Train run costs ~40 s on 2 cores). Returns (config, run_dir, tracking_uri, run_id, metrics)."""
+def mlflow_server(tmp_path_factory):
+    """A real MLflow tracking server (``mlflow server``, sqlite backend, proxied artifacts) on a
+    free port of 127.0.0.1 for the session (~25 s to start on 2 busy cores); killed at the end."""
+    from tests.mlflow_server import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow_server")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(ray_local, mlflow_server, tmp_path_factory):
+    """One finished ``configs/smoke.yaml`` run (2 epochs, 8 steps each) on the shared Ray, tracked
+    in the session's MLflow server (its encoder registered as ``SMOKE_MODEL``); tests that only
+    read a finished run share it (a Train run costs ~40 s on 2 cores). Returns (config, run_dir,
+    tracking_uri, run_id, metrics)."""
     import json
     from pathlib import Path
 
     from pipelines import run
     from pipelines.config import load_config
+    from tests.mlflow_server import SMOKE_MODEL
 
     root = tmp_path_factory.mktemp("smoke_run")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
     smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
-    config = load_config(smoke, [f"tracking.tracking_uri={uri}", f"checkpoint.output_dir={root / 'runs'}"])
+    overrides = [f"tracking.tracking_uri={mlflow_server.uri}", f"tracking.register_as={SMOKE_MODEL}"]
+    config = load_config(smoke, [*overrides, f"checkpoint.output_dir={root / 'runs'}"])
+    uri = config.tracking.tracking_uri
     run_dir = root / "runs" / "smoke-e2e"
     metrics = run.pretrain(config, run_dir)
     run_id = json.loads((run_dir / run.RUN_INFO).read_text())["run_id"]

@@ -1,16 +1,22 @@
 """Checkpoint files round-trip, reject corruption and pickled objects; the MLflow logger never
-duplicates a step on resume."""
+duplicates a step on resume, never waits on the network, and keeps what the server does not take;
+a tracking server that refuses the credentials stops a job before any Ray work."""
 
+import http.server
 import json
 import pickle
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from pipelines.tracking.mlflow_run import MetricLogger, end_run, reachable_uri, redact, start_run
+from pipelines.config import ConfigError, load_config
+from pipelines.tracking.metric_logger import MetricLogger
+from pipelines.tracking.mlflow_run import TrackingStoreError, end_run, reachable_uri, redact, start_run
 from pipelines.train.checkpoints import (
     STATE_FILE,
     CorruptCheckpointError,
@@ -81,12 +87,14 @@ def test_export_encoder__is_a_plain_state_dict_loadable_without_this_project(tmp
 def test_metric_logger__skips_steps_already_logged_after_a_resume(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_id = start_run(uri, "exp", "run", {"a.b": 1, "c": None}, {"method": "simclr"})
-    first = MetricLogger(uri, run_id)
+    first = MetricLogger(uri, run_id).start()
     for step in (10, 20, 30):
         first.log({"train/loss": step / 10}, step)
-    resumed = MetricLogger(uri, run_id)  # a restarted worker resumes from the step-20 checkpoint
+    assert first.close() == 0
+    resumed = MetricLogger(uri, run_id).start()  # a restarted worker resumes from the step-20 checkpoint
     for step in (30, 40):
         resumed.log({"train/loss": 99.0, "eval/knn_top1": 0.5}, step)
+    assert resumed.close() == 0
     end_run(uri, run_id)
     history = sorted((m.step, m.value) for m in first.client.get_metric_history(run_id, "train/loss"))
     assert history == [(10, 1.0), (20, 2.0), (30, 3.0), (40, 99.0)]
@@ -94,6 +102,24 @@ def test_metric_logger__skips_steps_already_logged_after_a_resume(tmp_path):
     assert knn == [30, 40]
     run = first.client.get_run(run_id)
     assert run.data.params == {"a.b": "1", "c": "None"} and run.info.status == "FINISHED"
+    assert run.data.tags["method"] == "simclr" and run.data.tags["mlflow.user"]  # resolve_tags' too
+    kind = first.client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"]
+    assert kind == "custom_model_development"  # MLflow 3's UI: runs table, not GenAI traces
+
+
+def test_start_run__logs_params_in_batches_of_100(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    calls = []
+    original = MlflowClient.log_batch
+
+    def counting(self, run_id, metrics=(), params=(), tags=(), **kwargs):
+        calls.append(len(params))
+        return original(self, run_id, metrics, params, tags, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", counting)
+    run_id = start_run(uri, "exp", "run", {f"p{i:03d}": i for i in range(250)}, {})
+    assert calls == [100, 100, 50]
+    assert len(MlflowClient(uri).get_run(run_id).data.params) == 250
 
 
 class FlakyClient:
@@ -114,12 +140,15 @@ class FlakyClient:
 def test_metric_logger__keeps_points_while_mlflow_is_down_and_uploads_them_when_it_is_back(tmp_path, caplog):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_id = start_run(uri, "exp", "run", {}, {})
-    logger = MetricLogger(uri, run_id, spool=tmp_path / "pending.jsonl")
+    logger = MetricLogger(uri, run_id, spool=tmp_path / "pending.jsonl", retry_s=0.1)
     flaky = logger.client = FlakyClient(logger.client)
+    logger.start()
     logger.log({"train/loss": 1.0}, 10)
+    assert logger.flush() == 0
     flaky.down = True
     logger.log({"train/loss": 2.0}, 20)  # no exception: training goes on
     logger.log({"train/loss": 3.0, "eval/knn_top1": 0.5}, 30)
+    assert logger.flush(timeout=5) == 3
     assert [m.step for m in flaky.get_metric_history(run_id, "train/loss")] == [10]
     spooled = [json.loads(line) for line in (tmp_path / "pending.jsonl").read_text().splitlines()]
     assert [(p["key"], p["step"], p["value"]) for p in spooled] == [
@@ -130,10 +159,45 @@ def test_metric_logger__keeps_points_while_mlflow_is_down_and_uploads_them_when_
     assert sum("is unreachable" in r.message and "pending.jsonl" in r.message for r in caplog.records) == 1
     flaky.down = False
     logger.log({"train/loss": 4.0}, 40)
+    assert logger.close() == 0
     history = sorted((m.step, m.value) for m in flaky.get_metric_history(run_id, "train/loss"))
     assert history == [(10, 1.0), (20, 2.0), (30, 3.0), (40, 4.0)]  # in order, none lost or doubled
     assert [m.step for m in flaky.get_metric_history(run_id, "eval/knn_top1")] == [30]
-    assert any("answers again: uploaded 4 pending" in r.message for r in caplog.records)
+    assert any("answers again: uploaded" in r.message for r in caplog.records)
+    assert (tmp_path / "pending.jsonl").read_text() == ""
+
+
+class SlowClient(FlakyClient):
+    """An MlflowClient whose ``log_batch`` hangs until ``release`` is set (a server that accepted
+    the connection and does not answer)."""
+
+    def __init__(self, client) -> None:
+        super().__init__(client)
+        self.release = threading.Event()
+
+    def log_batch(self, *args, **kwargs):
+        self.release.wait()
+        return self.client.log_batch(*args, **kwargs)
+
+
+def test_metric_logger__never_waits_on_a_hung_server_and_spills_a_full_queue_to_the_pending_file(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = start_run(uri, "exp", "run", {}, {})
+    logger = MetricLogger(uri, run_id, spool=tmp_path / "pending.jsonl", queue_size=2)
+    slow = logger.client = SlowClient(logger.client)
+    logger.start()
+    slowest = 0.0
+    for step in range(1, 41):
+        started = time.perf_counter()
+        logger.log({"train/step_loss": 1.0 / step}, step)
+        slowest = max(slowest, time.perf_counter() - started)
+    assert slowest < 0.05, f"log() waited {slowest:.3f} s"
+    kept = [json.loads(line)["step"] for line in (tmp_path / "pending.jsonl").read_text().splitlines()]
+    assert len(kept) >= 40 - 2 - 1  # all but the queue and the batch in flight went to the file
+    slow.release.set()
+    assert logger.close() == 0
+    steps = sorted(m.step for m in slow.get_metric_history(run_id, "train/step_loss"))
+    assert steps == list(range(1, 41))
 
 
 def test_metric_logger_tag__is_set_or_warned_about_never_raised(tmp_path, caplog):
@@ -157,8 +221,7 @@ def test_metric_logger_tag__is_set_or_warned_about_never_raised(tmp_path, caplog
 def test_reachable_uri__falls_back_to_a_local_store_when_the_server_does_not_answer(
     tmp_path, monkeypatch, caplog
 ):
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    with socket.socket() as s:  # a port nothing listens on
+    with socket.socket() as s:  # a port nothing listens on: connection refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     uri = reachable_uri(f"http://127.0.0.1:{port}", tmp_path)
@@ -166,6 +229,62 @@ def test_reachable_uri__falls_back_to_a_local_store_when_the_server_does_not_ans
     assert f"MLflow at http://127.0.0.1:{port} does not answer" in caplog.text and uri in caplog.text
     local = f"sqlite:///{tmp_path / 'other.db'}"
     assert reachable_uri(local, tmp_path) == local  # a file store is always used as given
+
+
+class Answers401(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802  (http.server's name)
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
+        self.end_headers()
+        self.wfile.write(b"You are not authenticated.")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_pretrain__a_server_answering_401_fails_before_any_ray_work_naming_the_uri_and_what_to_set(
+    tmp_path, monkeypatch
+):
+    import ray
+
+    from pipelines import run
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answers401)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    ray_before = ray.is_initialized()
+    monkeypatch.setattr(run, "connect", lambda: pytest.fail("Ray was reached before the tracking check"))
+    config = load_config(
+        Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml",
+        [f"tracking.tracking_uri={uri}", f"checkpoint.output_dir={tmp_path / 'runs'}"],
+    )
+    try:
+        with pytest.raises(TrackingStoreError) as error:
+            run.pretrain(config, tmp_path / "runs" / "refused")
+    finally:
+        server.shutdown()
+    message = str(error.value)
+    assert "\n" not in message and uri in message and "HTTP 401" in message
+    assert "MLFLOW_TRACKING_USERNAME" in message and "MLFLOW_TRACKING_PASSWORD" in message
+    assert ray.is_initialized() == ray_before
+    assert not (tmp_path / "runs" / "refused" / "mlflow.db").exists()  # no fallback store either
+
+
+def test_reachable_uri__an_unknown_host_fails_loudly_instead_of_falling_back(tmp_path):
+    uri = "http://bob:s3cret@no-such-host.invalid:5000"  # .invalid never resolves (RFC 2606)
+    with pytest.raises(
+        TrackingStoreError, match=r"MLflow at http://bob:\*\*\*@no-such-host.invalid:5000: unknown host"
+    ):
+        reachable_uri(uri, tmp_path)
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_tracking_register_as__must_be_a_model_name_usable_in_a_models_uri():
+    smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+    assert load_config(smoke, ["tracking.register_as=ssl-encoder"]).tracking.register_as == "ssl-encoder"
+    for bad in ("team/encoder", "enc:v1", "''"):
+        with pytest.raises(ConfigError, match="tracking.register_as"):
+            load_config(smoke, [f"tracking.register_as={bad}"])
 
 
 def test_redact__hides_a_password_in_a_tracking_uri():

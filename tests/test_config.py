@@ -60,6 +60,8 @@ BAD = [
         "tracking.tracking_uri: holds credentials",
     ),
     ("tracking.tracking_uri=sqlite:////tmp/a@b/mlflow.db", None),  # an @ in a path is not a credential
+    ("train.weight_decay_end=-0.1", "train.weight_decay_end: must be >= 0"),
+    ("train.weight_decay_end=0.4", None),
 ]
 
 
@@ -221,3 +223,60 @@ def test_default_config__resolves_to_the_readme_job():
         3,
     )
     assert config.method.params == {"hidden_dim": 512, "projection_dim": 128, "temperature": 0.2}
+
+
+@pytest.mark.parametrize(
+    "config,overrides,world,expected",
+    [
+        ("moco_fmnist", ["scaling.use_gpu=true"], 2, True),  # auto: a flagged method on 2 GPUs
+        ("moco_v3_fmnist", ["scaling.use_gpu=true"], 2, True),
+        ("moco_fmnist", ["scaling.use_gpu=true"], 1, False),  # one worker: nothing to sync
+        ("moco_fmnist", [], 2, False),  # CPU workers: PyTorch's SyncBN needs GPUs
+        ("supcon_fmnist", ["scaling.use_gpu=true"], 2, False),  # not flagged
+        ("supcon_fmnist", ["scaling.use_gpu=true", "train.sync_batchnorm=true"], 2, True),  # explicit
+        ("moco_fmnist", ["scaling.use_gpu=true", "train.sync_batchnorm=false"], 2, False),
+    ],
+)
+def test_sync_batchnorm__null_is_auto_and_true_or_false_are_respected(config, overrides, world, expected):
+    from pipelines.train.worker import use_sync_batchnorm
+
+    loaded = load_config(ROOT / "configs" / f"{config}.yaml", ["scaling.num_workers=2", *overrides])
+    assert use_sync_batchnorm(loaded, world) is expected
+
+
+def test_sync_batchnorm__true_on_several_cpu_workers_fails_validation():
+    with pytest.raises(ConfigError, match="train.sync_batchnorm: PyTorch's SyncBatchNorm runs on GPUs only"):
+        load_config(ROOT / "configs" / "smoke.yaml", ["scaling.num_workers=2", "train.sync_batchnorm=true"])
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ["data.limit=1000", "method.params.bank_size=999"],
+            "method.params.bank_size: must be >= the number",
+        ),
+        (
+            ["data.source=image_folder", "data.path=/tmp"],
+            "data.cache: method 'instdisc' needs each image's index",
+        ),
+        (["method.params.temperature=0"], "method.params.temperature: must be > 0"),
+    ],
+)
+def test_instdisc_config__checks_what_the_memory_bank_needs(overrides, message):
+    load_config(
+        ROOT / "configs" / "instdisc_fmnist.yaml", ["data.limit=1000", "method.params.bank_size=1000"]
+    )
+    with pytest.raises(ConfigError, match=message):
+        load_config(ROOT / "configs" / "instdisc_fmnist.yaml", overrides)
+
+
+def test_method_choices__mining_and_variant_fail_naming_the_allowed_values():
+    with pytest.raises(
+        ConfigError, match="method.params.mining: 'easy' is not allowed; allowed values: hard"
+    ):
+        load_config(ROOT / "configs" / "triplet_fmnist.yaml", ["method.params.mining=easy"])
+    with pytest.raises(
+        ConfigError, match="method.params.variant: 'mid' is not allowed; allowed values: out, in"
+    ):
+        load_config(ROOT / "configs" / "supcon_fmnist.yaml", ["method.params.variant=mid"])

@@ -69,12 +69,15 @@ class TrainConfig:
     base_lr: float = 0.06
     lr_scaling: str = "linear"  # linear | sqrt | none, relative to batch 256
     weight_decay: float = 5e-4
+    weight_decay_end: float | None = None  # cosine from weight_decay to this per step (DINO 0.4); None: fixed
     momentum: float = 0.9
     warmup_epochs: float = 0.0
     grad_clip: float | None = None
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     channels_last: bool = False
-    sync_batchnorm: bool = False
+    # SyncBN under DDP on GPUs; None (auto): on when scaling.num_workers > 1 with use_gpu for methods whose
+    # papers normalise over the global batch (Method.sync_batchnorm_by_default)
+    sync_batchnorm: bool | None = None
     seed: int = 0
     on_non_finite: str = "stop"  # stop | rollback (to the last checkpoint, lr x rollback_lr_factor)
     rollback_lr_factor: float = 0.5
@@ -112,6 +115,7 @@ class EvalConfig:
 class TrackingConfig:
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite in the cwd
     experiment: str = "ssl-pretrain"
+    register_as: str | None = None  # registered model name for the final encoder (a new version per run)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from typing import Any
 
 from cl_core import VIDEO_BACKBONES, available_backbones, available_methods
 from cl_core.datasets import FASHION_MNIST_DIR, sample_videos_dir
+from cl_core.losses.info_nce import SUPCON_VARIANTS
+from cl_core.losses.triplet import MINING
 from cl_core.methods import method_class
 from cl_core.optim import OPTIMIZERS
 from cl_core.transforms import RECIPES
@@ -46,6 +48,7 @@ def _validate_method(config: ExperimentConfig) -> None:
                 f"method.params.{key}",
                 f"must be > 0, got {value!r}",
             )
+    _validate_method_choices(config)
     queue = config.method.params.get("queue_size")
     if queue is not None:
         batch = config.train.global_batch_size
@@ -70,6 +73,32 @@ def _validate_method(config: ExperimentConfig) -> None:
         f"method {config.method.name!r} needs "
         + ("data.source 'video_folder'" if video else "an image source, not 'video_folder'"),
     )
+
+
+def _validate_method_choices(config: ExperimentConfig) -> None:
+    """String choices of method parameters, and what InstDisc's memory bank needs from the data."""
+    params = config.method.params
+    if "variant" in params:
+        _one_of(params["variant"], SUPCON_VARIANTS, "method.params.variant")
+    if "mining" in params:
+        _one_of(params["mining"], MINING, "method.params.mining")
+    if not method_class(config.method.name).needs_indices:
+        return
+    data = config.data
+    _require(
+        data.source not in ("image_folder", "tar_shards") or data.cache in ("memory", "disk"),
+        "data.cache",
+        f"method {config.method.name!r} needs each image's index, which only decoded-once data carries "
+        "(fashion_mnist, parquet, image_folder with data.cache memory or disk)",
+    )
+    bank = params.get("bank_size", 60000)
+    if data.source == "fashion_mnist":
+        rows = min(60000, data.limit or 60000)
+        _require(
+            isinstance(bank, int) and bank >= rows,
+            "method.params.bank_size",
+            f"must be >= the number of training images ({rows}), got {bank!r}",
+        )
 
 
 def _validate_data(config: ExperimentConfig) -> None:
@@ -192,6 +221,16 @@ def _validate_train(config: ExperimentConfig) -> None:
     _one_of(train.precision, PRECISIONS, "train.precision")
     _require(train.base_lr > 0, "train.base_lr", f"must be > 0, got {train.base_lr}")
     _require(train.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {train.weight_decay}")
+    _require(
+        train.weight_decay_end is None or (train.weight_decay_end >= 0 and train.weight_decay > 0),
+        "train.weight_decay_end",
+        f"must be >= 0 (with train.weight_decay > 0) or null, got {train.weight_decay_end}",
+    )
+    _require(
+        not (train.sync_batchnorm and workers > 1 and not config.scaling.use_gpu),
+        "train.sync_batchnorm",
+        "PyTorch's SyncBatchNorm runs on GPUs only: set scaling.use_gpu, or null/false on CPU workers",
+    )
     _require(0 <= train.warmup_epochs < train.epochs, "train.warmup_epochs", "must be in [0, train.epochs)")
     _require(train.grad_clip is None or train.grad_clip > 0, "train.grad_clip", "must be > 0 or null")
     _require(config.scaling.cpus_per_worker > 0, "scaling.cpus_per_worker", "must be > 0")
@@ -223,6 +262,13 @@ def _validate_rest(config: ExperimentConfig) -> None:
         "tracking.tracking_uri",
         "holds credentials; configs are logged as params and artifacts: set MLFLOW_TRACKING_USERNAME and "
         "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment instead",
+    )
+    name = config.tracking.register_as
+    _require(
+        name is None or (0 < len(name.strip()) <= 256 and not any(c in name for c in "/:%")),
+        "tracking.register_as",
+        f"must be null or a model name of 1-256 characters without '/', ':' or '%' (it goes into "
+        f"models:/NAME/VERSION), got {name!r}",
     )
 
 

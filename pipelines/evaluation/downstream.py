@@ -32,6 +32,7 @@ from pipelines.data.corpus import eval_sets, read_corpus
 from pipelines.home import output_home
 from pipelines.run import RUN_INFO
 from pipelines.tracking.mlflow_run import default_tracking_uri, log_text, redact
+from pipelines.tracking.model import load_encoder
 from pipelines.train.checkpoints import ENCODER_FILE, verified_load
 from pipelines.train.cluster import connect, quiet_ray
 
@@ -49,6 +50,13 @@ class Source:
     run_id: str | None = None
     tracking_uri: str | None = None
     reference: str | None = None
+    preprocessing: dict | None = None  # an MLflow model's metadata; None: from the config
+
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel (mean, std): the model's own when it came from MLflow, else the config's."""
+        if self.preprocessing is not None:
+            return tuple(self.preprocessing["mean"]), tuple(self.preprocessing["std"])
+        return normalization(self.config)
 
 
 def _run_dir_of(path: Path) -> Path | None:
@@ -62,8 +70,9 @@ def _run_dir_of(path: Path) -> Path | None:
 def resolve_source(
     target: str, tracking_uri: str | None, overrides: list[str], reference: str | None
 ) -> Source:
-    """A run directory, a checkpoint directory / ``encoder.pt``, an MLflow run id, or (with
-    ``reference``) an experiment YAML whose data and backbone the reference rows use.
+    """A run directory, a checkpoint directory / ``encoder.pt``, an MLflow run id, an MLflow model
+    (``models:/NAME/VERSION``, ``runs:/ID/encoder``), or (with ``reference``) an experiment YAML
+    whose data and backbone the reference rows use.
 
     Raises:
         FileNotFoundError: ``target`` is neither an existing path nor a run id in the store.
@@ -73,6 +82,8 @@ def resolve_source(
         if reference not in REFERENCES:
             raise ValueError(f"--reference: {reference!r} is not one of {', '.join(REFERENCES)}")
         return Source(load_config(path, overrides), None, f"{reference} ({path})", reference=reference)
+    if target.startswith(("models:/", "runs:/")):
+        return _mlflow_model(target, tracking_uri or default_tracking_uri(output_home()), overrides)
     if storage.is_uri(target):  # a run directory on object storage
         return _remote_run(target, overrides)
     if path.exists():
@@ -106,6 +117,28 @@ def resolve_source(
     return Source(config, state, f"MLflow run {target}", target, uri)
 
 
+def _mlflow_model(model_uri: str, uri: str, overrides: list[str]) -> Source:
+    """An encoder logged as an MLflow model: its weights and preprocessing from the model, the data
+    to evaluate on from its run's ``config.yaml``.
+
+    Raises:
+        ValueError: the model's preprocessing does not match its run's config (backbone, channels,
+            image size), e.g. after an override.
+    """
+    model, prep, run_id = load_encoder(model_uri, uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = load_config(MlflowClient(uri).download_artifacts(run_id, "config.yaml", tmp), overrides)
+    built = (config.backbone.name, config.data.channels, config.data.image_size)
+    logged = (prep["backbone"], prep["channels"], prep["image_size"])
+    if built != logged:
+        raise ValueError(
+            f"{model_uri}: the model is (backbone, channels, image size) {logged}, its run's config "
+            f"says {built}"
+        )
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return Source(config, state, f"MLflow model {model_uri}", run_id, uri, preprocessing=prep)
+
+
 def _remote_run(run_dir: str, overrides: list[str]) -> Source:
     """A run directory on object storage (``checkpoint.output_dir: s3://...``): its config, run info
     and final encoder, fetched.
@@ -134,7 +167,7 @@ class Featurizer:
     def __init__(self, source: Source, device: str) -> None:
         torch.set_num_threads(1)
         c = source.config
-        self.mean, self.std = normalization(c)
+        self.mean, self.std = source.normalization()
         self.device = device
         self.encoder = None
         if source.reference != "raw-pixels":
@@ -210,7 +243,7 @@ def images_of(ds: ray.data.Dataset, keep: torch.Tensor | None = None) -> torch.T
 def _fine_tune_task(
     source: Source, images, labels, test_images, test_labels, settings: FineTuneSettings, use_gpu: bool
 ) -> float:
-    mean, std = normalization(source.config)
+    mean, std = source.normalization()
     c = source.config
     torch.manual_seed(c.train.seed)
     encoder = build_backbone(c.backbone.name, c.data.channels, c.backbone.small_images)

@@ -1,23 +1,27 @@
 """MLflow tracking: one run per job, created by the driver, written to by rank 0.
 
-The driver opens the run (params, tags, config artifact) and passes its id to the workers;
-rank 0 logs metrics through ``MlflowClient`` against that id; the driver logs the encoder and
-the curves and closes the run. Only plain strings cross process boundaries.
+The driver opens the run (params, tags, dataset input, config artifact) and passes its id to the
+workers; rank 0 logs metrics (``metric_logger.MetricLogger``) and system metrics against that id;
+the driver logs the encoder model (``model.py``) and the curves and closes the run. Only plain
+strings cross process boundaries.
 """
 
+import hashlib
 import json
 import logging
 import os
 import tempfile
-import time
+import warnings
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric
+from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
 LOG = logging.getLogger(__name__)
 MAX_PARAM_LENGTH = 6000
+EXPERIMENT_KIND = "mlflow.experimentKind"  # read by MLflow 3's UI (its JS bundle names the values)
+MODEL_TRAINING = "custom_model_development"  # vs "genai_development" (traces first)
 
 
 def default_tracking_uri(base_dir: str | Path) -> str:
@@ -25,25 +29,85 @@ def default_tracking_uri(base_dir: str | Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(base_dir).resolve() / 'mlflow.db'}"
 
 
+class TrackingStoreError(RuntimeError):
+    """The tracking server answers but refuses us (credentials), or its host does not exist: a
+    mistake to fix, not an outage to ride out."""
+
+
+UNREACHABLE = ("connection refused", "timed out", "timeout", "connection reset", "connection aborted")
+UNKNOWN_HOST = (
+    "name or service not known",
+    "nodename nor servname",
+    "temporary failure in name resolution",
+    "no address associated",
+    "getaddrinfo failed",
+    "nameresolutionerror",
+)
+
+
 def reachable_uri(uri: str, fallback_dir: str | Path) -> str:
-    """``uri`` if its store answers; for a tracking server that does not, a sqlite store in
-    ``fallback_dir`` (with a warning naming both), so the run starts and loses nothing."""
+    """``uri`` if its store answers; for a tracking server that cannot be reached (connection
+    refused, timeout, 502-504), a sqlite store in ``fallback_dir`` (with a warning naming both), so
+    the run starts and loses nothing.
+
+    Raises:
+        TrackingStoreError: the server answers 401/403 (or another error), or its host is unknown:
+            one line naming the URI (redacted) and what to set.
+    """
     if not uri.startswith(("http://", "https://")):
         return uri
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # MLflow's default backs off for minutes
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-    try:
-        MlflowClient(uri).search_experiments(max_results=1)
+    problem = _probe(uri)
+    if problem is None:
         return uri
-    except Exception as exc:  # noqa: BLE001  (connection refused, DNS, 5xx, auth: all mean "not usable now")
-        local = f"sqlite:///{Path(fallback_dir).resolve() / 'mlflow.db'}"
-        LOG.warning(
-            "MLflow at %s does not answer (%s); this run is tracked in %s instead",
-            redact(uri),
-            str(exc).splitlines()[0][:200],
-            local,
+    local = f"sqlite:///{Path(fallback_dir).resolve() / 'mlflow.db'}"
+    LOG.warning(
+        "MLflow at %s does not answer (%s); this run is tracked in %s instead", redact(uri), problem, local
+    )
+    return local
+
+
+def _probe(uri: str) -> str | None:
+    """None when the server answers a search; the reason when it cannot be reached.
+
+    Raises:
+        TrackingStoreError: any other answer (see :func:`reachable_uri`).
+    """
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        response = http_request(
+            get_default_host_creds(uri),
+            "/api/2.0/mlflow/experiments/search",
+            "GET",
+            max_retries=0,
+            timeout=float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]),
+            raise_on_status=False,
+            params={"max_results": 1},
         )
-        return local
+    except Exception as exc:  # noqa: BLE001  (MLflow wraps every transport error in MlflowException)
+        text = str(exc).lower()
+        if any(marker in text for marker in UNKNOWN_HOST):
+            raise TrackingStoreError(
+                f"MLflow at {redact(uri)}: unknown host; fix tracking.tracking_uri or MLFLOW_TRACKING_URI"
+            ) from None
+        if any(marker in text for marker in UNREACHABLE):
+            return str(exc).splitlines()[0][:200]
+        raise TrackingStoreError(f"MLflow at {redact(uri)} cannot be used: {str(exc)[:200]}") from None
+    if response.status_code in (401, 403):
+        raise TrackingStoreError(
+            f"MLflow at {redact(uri)} refused the credentials (HTTP {response.status_code}): set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+        )
+    if response.status_code in (502, 503, 504):  # a proxy whose MLflow behind it is down
+        return f"HTTP {response.status_code}"
+    if response.status_code != 200:
+        raise TrackingStoreError(
+            f"MLflow at {redact(uri)} answered HTTP {response.status_code}: {response.text[:200]}"
+        )
+    return None
 
 
 def redact(uri: str) -> str:
@@ -64,6 +128,27 @@ def artifact_location(uri: str, experiment: str) -> str | None:
     return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts" / experiment).as_uri()
 
 
+def run_context_tags() -> dict[str, str]:
+    """What MLflow's fluent ``start_run`` records about the caller (``mlflow.user``,
+    ``mlflow.source.name`` / ``.type``, ``mlflow.source.git.commit`` / ``.branch`` / ``.repoURL``),
+    from its context registry. The git tags come from the script's checkout, else this project's
+    (a Ray job's entry script runs in a copy without ``.git``)."""
+    from mlflow.tracking.context.registry import resolve_tags
+    from mlflow.utils import git_utils
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_BRANCH, MLFLOW_GIT_COMMIT, MLFLOW_GIT_REPO_URL
+
+    tags = resolve_tags()
+    if MLFLOW_GIT_COMMIT not in tags:
+        here = str(Path(__file__).resolve())
+        git = {
+            MLFLOW_GIT_COMMIT: git_utils.get_git_commit(here),
+            MLFLOW_GIT_BRANCH: git_utils.get_git_branch(here),
+            MLFLOW_GIT_REPO_URL: git_utils.get_git_repo_url(here),
+        }
+        tags.update({k: v for k, v in git.items() if v})
+    return tags
+
+
 def start_run(
     uri: str,
     experiment: str,
@@ -72,10 +157,12 @@ def start_run(
     tags: dict[str, str],
     parent_run_id: str | None = None,
 ) -> str:
-    """Create a run (experiment created on first use), nested under ``parent_run_id`` if given
-    (a sweep's trial under its sweep run); returns its id."""
+    """Create a run (experiment created on first use, as a model-training experiment), nested under
+    ``parent_run_id`` if given (a sweep's trial under its sweep run), with the caller's git commit,
+    user and source tags; params go in batches of 100. Returns the run id."""
+    tags = {**run_context_tags(), **tags}
     if parent_run_id is not None:
-        tags = {**tags, "mlflow.parentRunId": parent_run_id}
+        tags["mlflow.parentRunId"] = parent_run_id
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = (
@@ -83,99 +170,47 @@ def start_run(
         if found
         else client.create_experiment(experiment, artifact_location(uri, experiment))
     )
+    if found is None or EXPERIMENT_KIND not in found.tags:
+        # MLflow 3's UI opens an experiment by its kind: runs and models, not GenAI traces.
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
-    items = [(k, "None" if v is None else str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(params.items())]
-    for start in range(0, len(items), 100):
-        for key, value in items[start : start + 100]:
-            client.log_param(run.info.run_id, key, value)
+    items = [Param(k, "None" if v is None else str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(params.items())]
+    for start in range(0, len(items), 100):  # MLflow's log_batch limit for params
+        client.log_batch(run.info.run_id, params=items[start : start + 100], synchronous=True)
     return run.info.run_id
 
 
-class MetricLogger:
-    """Logs metric dicts for one run from one process. A point whose key already has a point at
-    that step or later is skipped, so a resumed run neither duplicates nor loses points.
+def log_corpus_input(uri: str, run_id: str, data, num_rows: int, report) -> None:
+    """The training corpus as the run's dataset input (the UI's "Datasets used"): its source (a
+    path or URI), a digest and its row count. The digest fingerprints the read (source, path,
+    ``data.limit``, rows and bad files), not the bytes: hashing a corpus is a job of its own.
 
-    When the tracking server does not answer, training goes on: the points are kept in memory
-    and appended to ``spool`` (JSON lines), one warning names the file, and every later call
-    first uploads what is pending, in order, once the server answers again.
+    Args:
+        data: the config's ``data`` section.
+        num_rows: training rows per epoch.
+        report: the corpus read's ``CorpusReport``.
     """
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import Dataset, DatasetInput, InputTag
 
-    def __init__(self, uri: str, run_id: str, spool: str | Path | None = None) -> None:
-        self.client = MlflowClient(uri)
-        self.uri, self.run_id = uri, run_id
-        self.spool = Path(spool) if spool is not None else None
-        self._last_step: dict[str, int] = {}
-        self._pending: list[Metric] = []
-        self._warned = False
+    from cl_core.datasets.fashion_mnist import FASHION_MNIST_DIR
 
-    def _last(self, key: str) -> int:
-        if key not in self._last_step:
-            try:
-                history = self.client.get_metric_history(self.run_id, key)
-            except Exception:  # noqa: BLE001  (unreachable: nothing known, log from here on)
-                history = []
-            self._last_step[key] = max((m.step for m in history), default=-1)
-        return self._last_step[key]
-
-    def log(self, metrics: dict[str, float], step: int) -> None:
-        """Log ``metrics`` at ``step`` (keys already logged at ``step`` or later are skipped)."""
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if step > self._last(k)]
-        for metric in batch:
-            self._last_step[metric.key] = step
-        self._pending += batch
-        try:
-            for start in range(0, len(self._pending), 1000):  # MLflow's log_batch limit
-                self.client.log_batch(
-                    self.run_id, metrics=self._pending[start : start + 1000], synchronous=True
-                )
-        except Exception as exc:  # noqa: BLE001  (any transport or server error: keep training)
-            self._keep_locally(batch, exc)
-            return
-        if self._warned:
-            LOG.warning(
-                "MLflow at %s answers again: uploaded %d pending metric points",
-                redact(self.uri),
-                len(self._pending),
-            )
-            self._warned = False
-        self._pending = []
-
-    def tag(self, key: str, value: str) -> None:
-        """Set a run tag; when the server does not answer, warn and go on (tags are notes)."""
-        try:
-            self.client.set_tag(self.run_id, key, value[:5000])  # MLflow's tag value limit
-        except Exception as exc:  # noqa: BLE001
-            LOG.warning("MLflow at %s: could not set tag %s=%r: %s", redact(self.uri), key, value, exc)
-
-    def _keep_locally(self, batch: list[Metric], exc: Exception) -> None:
-        if self.spool is not None:
-            self.spool.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.spool, "a") as f:
-                for m in batch:
-                    f.write(
-                        json.dumps(
-                            {
-                                "run_id": self.run_id,
-                                "key": m.key,
-                                "value": m.value,
-                                "step": m.step,
-                                "timestamp": m.timestamp,
-                            }
-                        )
-                        + "\n"
-                    )
-        if not self._warned:
-            where = f"; every point is also in {self.spool}" if self.spool else ""
-            LOG.warning(
-                "MLflow at %s is unreachable (%s): training continues, %d metric points kept to upload "
-                "when it answers%s",
-                redact(self.uri),
-                str(exc).splitlines()[0][:200],
-                len(self._pending),
-                where,
-            )
-            self._warned = True
+    where = data.path or (str(FASHION_MNIST_DIR) if data.source == "fashion_mnist" else data.source)
+    if "://" not in where:
+        where = str(Path(where).expanduser().resolve())
+    fingerprint = json.dumps([data.source, where, data.limit, num_rows, report.total, report.bad])
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": a local path, either way
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(where)
+    entity = MetaDataset(
+        source, name=f"{data.source}:{where.rstrip('/').rsplit('/', 1)[-1]}"
+    )._to_mlflow_entity()
+    profile = json.dumps({"num_rows": num_rows, "files_read": report.total, "bad_files": report.bad})
+    dataset = Dataset(entity.name, digest, entity.source_type, entity.source, profile=profile)
+    context = InputTag("mlflow.data.context", "train")
+    MlflowClient(uri).log_inputs(run_id, datasets=[DatasetInput(dataset, tags=[context])])
 
 
 def log_artifacts(uri: str, run_id: str, files: list[Path], artifact_path: str | None = None) -> None:

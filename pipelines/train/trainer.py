@@ -9,6 +9,7 @@ from ray.train.torch import TorchTrainer
 from pipelines.config import ConfigError, ExperimentConfig, to_dict
 from pipelines.data.datasets import Datasets
 from pipelines.home import staging_dir
+from pipelines.tracking.metric_logger import PENDING_FILE
 from pipelines.train.worker import build_model, train_loop_per_worker
 
 
@@ -45,9 +46,7 @@ def build_trainer(
         "num_train_rows": datasets.num_train_rows,
         "clock": datasets.clock,
         "stop_after_epochs": stop_after_epochs,
-        "spool": str(
-            staging_dir(run_dir) / "mlflow-pending.jsonl"
-        ),  # metric points kept while MLflow does not answer
+        "spool": str(staging_dir(run_dir) / PENDING_FILE),  # metric points kept while MLflow does not answer
     }
     named = {"train": datasets.train}
     if datasets.eval_train is not None and datasets.eval_test is not None:
@@ -72,6 +71,7 @@ def build_trainer(
             failure_config=ray.train.FailureConfig(max_failures=config.checkpoint.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoint.keep),
             callbacks=callbacks or [],
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # no per-report INFO lines
         ),
         datasets=named,
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),

@@ -19,15 +19,16 @@ import torch
 from cl_core import build_backbone, build_method
 from cl_core.datasets.permutation import epoch_key
 from cl_core.methods import method_class
-from cl_core.optim import build_optimizer, scale_lr, warmup_cosine
+from cl_core.optim import build_optimizer, scale_lr, warmup_cosine, weight_decay_schedule
 from cl_core.training import NonFiniteLossError, StepSchedules, knn_monitor, train_steps, unwrap
 from cl_core.training.pretrain import LabelledSplit
 from cl_core.transforms import normalize_clips
 from cl_core.transforms.stages import device_views
 from pipelines.config import ExperimentConfig, config_from_dict, normalization, recipe_from_config
 from pipelines.data.epochs import set_epoch
-from pipelines.tracking.mlflow_run import MetricLogger
+from pipelines.tracking.metric_logger import MetricLogger
 from pipelines.tracking.progress import ProgressLine
+from pipelines.tracking.system_metrics import RunSystemMetrics
 from pipelines.train.checkpoints import (
     STATE_FILE,
     atomic_save,
@@ -49,15 +50,27 @@ def build_model(config: ExperimentConfig, world_size: int) -> torch.nn.Module:
     if "gather" in inspect.signature(method_class(config.method.name).__init__).parameters:
         params.setdefault("gather", world_size > 1)
     method = build_method(config.method.name, backbone, **params)
-    if config.train.sync_batchnorm and world_size > 1:
+    if use_sync_batchnorm(config, world_size):
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     return method
+
+
+def use_sync_batchnorm(config: ExperimentConfig, world_size: int) -> bool:
+    """``train.sync_batchnorm``: true/false as given (only with several workers); null (auto): on
+    with several GPU workers for methods with ``sync_batchnorm_by_default`` (PyTorch's SyncBN
+    runs on GPUs only, so never on CPU workers)."""
+    if world_size <= 1:
+        return False
+    if config.train.sync_batchnorm is None:
+        return config.scaling.use_gpu and method_class(config.method.name).sync_batchnorm_by_default
+    return config.train.sync_batchnorm
 
 
 def batch_preparer(
     config: ExperimentConfig, rank: int
 ) -> Callable[[dict], tuple[list[torch.Tensor], torch.Tensor]]:
-    """Turns a streamed batch (on the device) into (float normalised views, labels).
+    """Turns a streamed batch (on the device) into (float normalised views, labels), or (views,
+    row indices) for methods with ``needs_indices`` (the ``index`` column of ``cached_calls``).
 
     Images: ``device_views`` (the colour stage here when ``augment.colour_on_device``). Clips
     (``clip_0``, ``clip_1`` uint8 (b, t, c, h, w), ``label`` = video id): the video backbones'
@@ -73,10 +86,11 @@ def batch_preparer(
     recipe = recipe_from_config(config)
     generator = torch.Generator().manual_seed(config.train.seed * 1000 + rank)
     fmt = torch.channels_last if config.train.channels_last else torch.contiguous_format
+    by_index = method_class(config.method.name).needs_indices  # InstDisc: targets are row indices
 
     def prepare(batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
         views, labels = device_views(batch, recipe, config.augment.colour_on_device, mean, std, generator)
-        return [v.contiguous(memory_format=fmt) for v in views], labels
+        return [v.contiguous(memory_format=fmt) for v in views], batch["index"] if by_index else labels
 
     return prepare
 
@@ -191,7 +205,8 @@ def _schedules(config: ExperimentConfig, steps_per_epoch: int) -> tuple[StepSche
     peak = scale_lr(t.base_lr, t.global_batch_size, rule=t.lr_scaling)
     total = steps_per_epoch * t.epochs
     lr = warmup_cosine(peak, 0.0, total, warmup_steps=int(t.warmup_epochs * steps_per_epoch))
-    return StepSchedules(lr=lr), peak
+    weight_decay = weight_decay_schedule(t.weight_decay, t.weight_decay_end, total)  # None: fixed
+    return StepSchedules(lr=lr, weight_decay=weight_decay), peak
 
 
 def _epoch_batches(shard, config: ExperimentConfig, per_worker: int, device, rank: int, epoch: int, clock):
@@ -238,11 +253,20 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     prepare, (mean, std) = batch_preparer(config, rank), normalization(config)
     eval_split = _eval_split(config) if rank == 0 else None
     uri, run_id, spool = loop_config["tracking_uri"], loop_config["run_id"], loop_config.get("spool")
-    logger = MetricLogger(uri, run_id, spool) if rank == 0 else None
+    # Rank 0: metrics through a sender thread (replaying what a killed predecessor left pending),
+    # MLflow's system metrics beside them.
+    logger = MetricLogger(uri, run_id, spool).start() if rank == 0 else None
+    machine = RunSystemMetrics(uri, run_id) if rank == 0 else None
+    if machine is not None:
+        machine.start()
     if logger is not None and skipped:  # the run says it went back (the warning is in the worker log)
         logger.tag("checkpoint.skipped_corrupt", "; ".join(skipped))
         logger.tag("checkpoint.resumed_from_epoch", str(first_epoch))
-    progress = ProgressLine(config.train.epochs, steps_per_epoch, step) if rank == 0 else None
+    progress = (
+        ProgressLine(config.train.epochs, steps_per_epoch, step, config.train.global_batch_size)
+        if rank == 0
+        else None
+    )
 
     logged_to = [step]  # per-step points up to here are in MLflow: a rollback does not repeat them
 
@@ -250,6 +274,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if logger is not None and global_step % 10 == 0 and global_step > logged_to[0]:
             logger.log({f"train/step_{k}": v for k, v in metrics.items()}, global_step)
             logged_to[0] = global_step
+        if progress is not None:
+            progress.step_done(global_step, metrics)  # a line within long epochs
 
     shard = ray.train.get_dataset_shard("train")  # Ray: this worker's part of the stream
     stop = loop_config.get("stop_after_epochs")
@@ -302,6 +328,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 device,
             )
         checkpoint = last or _due(config.checkpoint.every_epochs, epoch)
+        if logger is not None and checkpoint:
+            logger.persist()  # queued points to local disk: a restart from this checkpoint loses none
         _report(model, optimizer, step, epoch + 1, report, rank, checkpoint)
         if rollback and checkpoint:
             snapshot = _snapshot(model, optimizer, step, epoch + 1)
@@ -310,6 +338,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if progress is not None:
             progress.epoch_done(epoch + 1, step, report)
         epoch += 1
+    if logger is not None:
+        logger.close()  # what MLflow has not taken stays in the pending file, replayed by the driver
+        machine.finish()
 
 
 def _due(every: int, epoch: int) -> bool:
