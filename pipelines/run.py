@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import yaml
+from mlflow.tracking import MlflowClient
 
 from pipelines import storage
 from pipelines.config import ExperimentConfig, flatten, to_dict
@@ -212,8 +213,21 @@ def pretrain(
     )
     if fallback:
         print(f"MLflow did not answer at the start: this run is in the fallback store {uri}", flush=True)
+    page = ui_page(uri, run_id)
     if uri.startswith("sqlite:"):
         print(f"open the UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000", flush=True)
+        print(f"  then http://127.0.0.1:5000/{page}", flush=True)
     else:
-        print(f"open the UI: {redact(uri)}", flush=True)
+        print(f"open the UI: {redact(uri).rstrip('/')}/{page}", flush=True)
     return metrics
+
+
+def ui_page(uri: str, run_id: str) -> str:
+    """The run's experiment in MLflow's UI on its runs table: MLflow 3.17's UI opens every
+    experiment on its GenAI pages (its global GenAI / Model training switch, default GenAI, wins
+    over the experiment's kind tag) unless the link says ``workflowType=machine_learning``."""
+    try:
+        experiment = MlflowClient(uri).get_run(run_id).info.experiment_id
+    except Exception:  # noqa: BLE001  (the server went away at the end: the plain address)
+        return ""
+    return f"#/experiments/{experiment}?workflowType=machine_learning"

@@ -306,3 +306,16 @@ def test_log_corpus_report__logs_the_counts_and_the_bad_paths_once(tmp_path):
     assert [m.value for m in client.get_metric_history(run_id, "data/total_files")] == [27.0]
     text = Path(client.download_artifacts(run_id, "bad_files.txt", str(tmp_path))).read_text()
     assert "2 of 27 files skipped" in text and "a/x.jpg\ttruncated" in text and "b/y.png\tempty file" in text
+
+
+def test_ui_page__opens_the_runs_table_of_the_runs_experiment(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.run import ui_page
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("ui-page")
+    run = client.create_run(experiment)
+    assert ui_page(uri, run.info.run_id) == f"#/experiments/{experiment}?workflowType=machine_learning"
+    assert ui_page(uri, "no-such-run") == ""  # an unknown run or a server gone: the plain address
