@@ -226,6 +226,27 @@ def _epoch_batches(shard, config: ExperimentConfig, per_worker: int, device, ran
     )
 
 
+def _rank0_tracking(
+    config: ExperimentConfig,
+    loop_config: dict[str, Any],
+    steps_per_epoch: int,
+    step: int,
+    first_epoch: int,
+    skipped: list[str],
+) -> tuple[MetricLogger, RunSystemMetrics, ProgressLine]:
+    """Rank 0's metrics through a sender thread (replaying what a killed predecessor left
+    pending), MLflow's system metrics beside them, and the progress line."""
+    uri, run_id, spool = loop_config["tracking_uri"], loop_config["run_id"], loop_config.get("spool")
+    logger = MetricLogger(uri, run_id, spool).start()
+    machine = RunSystemMetrics(uri, run_id)
+    machine.start()
+    if skipped:  # the run says it went back (the warning is in the worker log)
+        logger.tag("checkpoint.skipped_corrupt", "; ".join(skipped))
+        logger.tag("checkpoint.resumed_from_epoch", str(first_epoch))
+    progress = ProgressLine(config.train.epochs, steps_per_epoch, step, config.train.global_batch_size)
+    return logger, machine, progress
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point. ``loop_config``: {"config": plain dict, "run_id", "tracking_uri",
     "num_train_rows", "stop_after_epochs", "clock"}."""
@@ -252,20 +273,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     step, first_epoch, skipped = _restore(model, optimizer)
     prepare, (mean, std) = batch_preparer(config, rank), normalization(config)
     eval_split = _eval_split(config) if rank == 0 else None
-    uri, run_id, spool = loop_config["tracking_uri"], loop_config["run_id"], loop_config.get("spool")
-    # Rank 0: metrics through a sender thread (replaying what a killed predecessor left pending),
-    # MLflow's system metrics beside them.
-    logger = MetricLogger(uri, run_id, spool).start() if rank == 0 else None
-    machine = RunSystemMetrics(uri, run_id) if rank == 0 else None
-    if machine is not None:
-        machine.start()
-    if logger is not None and skipped:  # the run says it went back (the warning is in the worker log)
-        logger.tag("checkpoint.skipped_corrupt", "; ".join(skipped))
-        logger.tag("checkpoint.resumed_from_epoch", str(first_epoch))
-    progress = (
-        ProgressLine(config.train.epochs, steps_per_epoch, step, config.train.global_batch_size)
+    logger, machine, progress = (
+        _rank0_tracking(config, loop_config, steps_per_epoch, step, first_epoch, skipped)
         if rank == 0
-        else None
+        else (None, None, None)
     )
 
     logged_to = [step]  # per-step points up to here are in MLflow: a rollback does not repeat them
