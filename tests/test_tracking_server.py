@@ -22,18 +22,22 @@ STEPS = 200
 
 # A training loop's rank 0: logs every step, persists before each checkpoint, prints its progress.
 CHILD = """
-import json, sys, time
+import json, sys, threading, time
 from pipelines.tracking.metric_logger import MetricLogger
 uri, run_id, spool = sys.argv[1:4]
-logger = MetricLogger(uri, run_id, spool, queue_size=16, retry_s=0.5).start()
-slowest = 0.0
+logger = MetricLogger(uri, run_id, spool, queue_size=16, retry_s=0.5)
+callers, send = set(), logger.client.log_batch
+def log_batch(*args, **kwargs):  # which threads reach the network
+    callers.add(threading.current_thread().name)
+    return send(*args, **kwargs)
+logger.client.log_batch = log_batch
+logger.start()
 for step in range(1, 100_000):
-    started = time.perf_counter()
     logger.log({"train/step_loss": 1.0 / step, "train/lr": 0.1}, step)
-    slowest = max(slowest, time.perf_counter() - started)
     if step % %(every)d == 0:
         logger.persist()
-    print(json.dumps({"step": step, "slowest": slowest}), flush=True)
+    on_main = threading.main_thread().name in callers
+    print(json.dumps({"step": step, "main_thread_sent": on_main}), flush=True)
     time.sleep(0.02)
 """.replace("%(every)d", str(CHECKPOINT_EVERY))
 
@@ -76,7 +80,7 @@ def test_metric_logger__a_hung_then_dead_server_and_a_killed_logger_lose_and_rep
             mlflow_server.stop()
         mlflow_server.start()
     killed_at = last["step"]
-    assert last["slowest"] < 0.05, f"log() waited {last['slowest']:.3f} s on the network"
+    assert last["main_thread_sent"] is False, "the training thread itself sent to the server"
     assert spool.read_text(), "nothing was kept while the server was down"
 
     # The restarted worker resumes from the last checkpoint: it replays the pending file, then
