@@ -34,9 +34,15 @@ def _steps(config, steps: int = 3) -> tuple[list[float], torch.nn.Module]:
     losses = []
     for step in range(steps):
         metrics = train_steps(
-            method, optimizer, [batch], prepare, StepSchedules(lr=np.full(steps, 0.05)), step,
-            PRECISION[t.precision], t.grad_clip,
-        )  # fmt: skip
+            method,
+            optimizer,
+            [batch],
+            prepare,
+            StepSchedules(lr=np.full(steps, 0.05)),
+            step,
+            PRECISION[t.precision],
+            t.grad_clip,
+        )
         losses.append(metrics["loss"])
     return losses, method
 
