@@ -30,7 +30,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--smoke-test",
         action="store_true",
-        help="2 epochs on 512 images per trial, 1 sample: checks the whole path",
+        help="one trial (each grid at its first option), 2 epochs on 512 images: checks the whole path",
     )
     return parser
 

@@ -136,3 +136,18 @@ def test_set_option__expands_to_one_override_per_path():
         "method.name=byol",
         "train.base_lr=1.0",
     ]
+
+
+def test_smoke_test__runs_one_trial_with_every_grid_at_its_first_option():
+    from pipelines.sweep.driver import prepare
+    from pipelines.sweep.space import trial_count
+
+    full, _ = prepare(ROOT / "tune_spaces" / "smoke.yaml", [], smoke=False)
+    assert trial_count(full) == 4  # grid of 4 learning rates x 1 sample
+    space, base = prepare(ROOT / "tune_spaces" / "smoke.yaml", [], smoke=True)
+    assert trial_count(space) == 1 and base.train.epochs == 2
+    assert space.space["train.base_lr"] == {"grid": [0.3]}
+    assert space.space["method.params.temperature"] == full.space["method.params.temperature"]
+    cross, _ = prepare(ROOT / "tune_spaces" / "cross_method.yaml", [], smoke=True)
+    (options,) = [dom["grid_set"] for dom in cross.space.values() if "grid_set" in dom]
+    assert len(options) == 1 and options[0]["method.name"] == "simclr" and trial_count(cross) == 1

@@ -31,6 +31,7 @@ from pipelines.sweep.space import (
     SweepSpace,
     load_space,
     max_t,
+    trial_count,
     trial_overrides,
     validate_space,
 )
@@ -289,9 +290,16 @@ def write_best(
 def prepare(space_path: str | Path, overrides: list[str], smoke: bool) -> tuple[SweepSpace, ExperimentConfig]:
     """Load and validate the space (every path and value) before any Ray work."""
     space = load_space(space_path)
-    if smoke:
+    if smoke:  # one short trial: a grid keeps its first option (num_samples=1 alone runs every one)
+        first = {
+            k: {d: a[:1] if d in ("grid", "grid_set") else a for d, a in dom.items()}
+            for k, dom in space.space.items()
+        }
         space = replace(
-            space, num_samples=1, scheduler=AshaSettings(max_t=2, grace_period=1, reduction_factor=2)
+            space,
+            space=first,
+            num_samples=1,
+            scheduler=AshaSettings(max_t=2, grace_period=1, reduction_factor=2),
         )
     base = validate_space(space, (SMOKE_SWEEP if smoke else []) + overrides)
     return space, base
@@ -405,7 +413,11 @@ def run_sweep(
     if argv["space"] is None:
         raise SystemExit("tune.py: give a space file (tune_spaces/NAME.yaml) or --resume SWEEP_DIR")
     space, base = prepare(argv["space"], argv["overrides"], argv["smoke"])  # before any Ray work
-    print(f"space {space.name}: every path and value valid; base config {space.base_config}", flush=True)
+    print(
+        f"space {space.name}: every path and value valid; {trial_count(space)} trials "
+        f"on base config {space.base_config}",
+        flush=True,
+    )
     print(f"Ray: using {connect()}", flush=True)
     quiet_ray()
     if state is None:

@@ -17,6 +17,7 @@ each continuous range is loaded with :func:`pipelines.config.load_config`.
 
 import difflib
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,3 +265,12 @@ def _validate_settings(space: SweepSpace, base: ExperimentConfig) -> None:
 def max_t(space: SweepSpace, base: ExperimentConfig) -> int:
     """ASHA's max_t in epochs (default: the base config's train.epochs)."""
     return base.train.epochs if space.scheduler.max_t is None else space.scheduler.max_t
+
+
+def trial_count(space: SweepSpace) -> int:
+    """Trials the sweep runs: ``num_samples`` times every combination of its grids (Tune's
+    ``grid_search``; a ``choice`` or a range draws one value per sample)."""
+    grids = [
+        len(args) for dom in space.space.values() for d, args in dom.items() if d in ("grid", "grid_set")
+    ]
+    return space.num_samples * math.prod(grids)
