@@ -157,6 +157,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--eval-train-size", type=int, default=60_000, help="long: kNN / probe train images (default: all)"
     )
+    parser.add_argument("--device", default="cpu", help="long: where to train, e.g. cuda (default: cpu)")
     args = parser.parse_args(argv)
     long = args.budget == "long"
     args.methods = args.methods or list(LONG_METHODS if long else IMAGE_METHODS)

@@ -3,6 +3,7 @@ training images, scored by kNN (k=200, T=0.1) and a linear probe on the 10k test
 
     .venv/bin/python bench/methods.py --budget long --update-readme        # ~1 CPU hour per method
     .venv/bin/python bench/methods.py --budget long --epochs 1 --limit 2000 --eval-train-size 2000
+    .venv/bin/python bench/methods.py --budget long --device cuda                   # on a GPU
 
 Each method trains single-process with the cl_core trainer (``cl_core.training.pretrain``, no Ray:
 the long budget is compute, not pipeline) on the settings of its ``configs/<method>_fmnist.yaml``
@@ -73,6 +74,21 @@ def score(features: tuple[torch.Tensor, torch.Tensor], labels: tuple[torch.Tenso
     }
 
 
+def progress_printer(name: str, epochs: int, started: float):
+    """An ``on_epoch_end`` that prints the epoch, loss, throughput and the time left."""
+
+    def report(metrics: dict[str, float]) -> None:
+        epoch = int(metrics["epoch"])
+        left = (time.monotonic() - started) / epoch * (epochs - epoch)
+        print(
+            f"[{name}] epoch {epoch}/{epochs} loss {metrics['loss']:.4f} "
+            f"{metrics['images_per_s']:.0f} img/s, about {left / 60:.0f} min left",
+            flush=True,
+        )
+
+    return report
+
+
 def run_one(name: str, args, data: dict) -> dict:
     """Pretrain ``name`` (or build a reference) and score it; returns its results row."""
     reference = name in REFERENCES  # scored with simclr_fmnist.yaml's backbone and normalisation
@@ -90,15 +106,27 @@ def run_one(name: str, args, data: dict) -> dict:
         method = build_method(config.method.name, backbone, **config.method.params)
         train_x, train_y = data["pretrain"]
         history = pretrain(
-            method, train_x, recipe_from_config(config), settings_of(config), mean, std, train_y
+            method,
+            train_x,
+            recipe_from_config(config),
+            settings_of(config),
+            mean,
+            std,
+            train_y,
+            device=args.device,
+            on_epoch_end=progress_printer(name, args.epochs, started),
         )
         row = {"epochs": args.epochs, "train_size": len(train_x), "final_loss": history[-1]["loss"]}
+        row["device"] = str(args.device)
         row["images_per_s"] = sum(m["images_per_s"] for m in history) / len(history)
 
     def transform(x: torch.Tensor) -> torch.Tensor:
         return normalize(x.float() / 255.0, mean, std)
 
-    features = tuple(extract_features(backbone, x, transform=transform) for x in data["images"])
+    backbone.to(args.device)
+    features = tuple(
+        extract_features(backbone, x, device=args.device, transform=transform).cpu() for x in data["images"]
+    )
     return score(features, data["labels"]) | row | {"seconds": time.monotonic() - started}
 
 
