@@ -17,7 +17,6 @@ by ``pipelines.compare`` from the newest run of each method in the MLflow experi
 """
 
 import argparse
-import re
 import time
 from pathlib import Path
 
@@ -34,7 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGE_METHODS = ("simclr", "moco", "supcon", "byol", "simsiam", "swav", "dino", "vicreg", "barlow_twins")
 #: The long budget runs these too (the quick budget's default list is unchanged).
 LONG_METHODS = (*IMAGE_METHODS, "moco_v3", "nnclr", "instdisc", "triplet")
-README_BLOCK = re.compile(r"(<!-- bench:methods -->\n).*?(<!-- /bench:methods -->)", re.S)
 
 
 def pretrain_and_evaluate(
@@ -112,12 +110,7 @@ def main(args: argparse.Namespace) -> str:
     (args.out / "methods.md").write_text(text)
     print("\n" + text, flush=True)
     if args.update_readme:
-        readme = ROOT / "README.md"
-        old = readme.read_text()
-        if not README_BLOCK.search(old):
-            raise SystemExit("README.md has no <!-- bench:methods --> ... <!-- /bench:methods --> block")
-        readme.write_text(README_BLOCK.sub(lambda m: m.group(1) + text + m.group(2), old))
-        print(f"updated {readme}")
+        methods_long.update_readme("methods", text)
     return text
 
 

@@ -32,7 +32,6 @@ from pipelines.config import ExperimentConfig, load_config, normalization, recip
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCES = ("raw-pixels", "random-init")
-README_BLOCK = re.compile(r"(<!-- bench:methods-long -->\n).*?(<!-- /bench:methods-long -->)", re.S)
 
 
 def load_results(path: Path) -> dict[str, dict]:
@@ -173,9 +172,16 @@ def main(args) -> str:
     args.results.with_suffix(".md").write_text(text)
     print("\n" + text, flush=True)
     if args.update_readme:
-        readme = ROOT / "README.md"
-        old = readme.read_text()
-        if not README_BLOCK.search(old):
-            raise SystemExit("README.md has no <!-- bench:methods-long --> block")
-        readme.write_text(README_BLOCK.sub(lambda m: m.group(1) + text + m.group(2), old))
+        update_readme("methods-long", text)
     return text
+
+
+def update_readme(block: str, text: str) -> None:
+    """Replace what README.md holds between ``<!-- bench:{block} -->`` and its closing marker."""
+    readme = ROOT / "README.md"
+    pattern = re.compile(rf"(<!-- bench:{block} -->\n).*?(<!-- /bench:{block} -->)", re.S)
+    old = readme.read_text()
+    if not pattern.search(old):
+        raise SystemExit(f"README.md has no <!-- bench:{block} --> ... <!-- /bench:{block} --> block")
+    readme.write_text(pattern.sub(lambda m: m.group(1) + text + m.group(2), old))
+    print(f"updated {readme}", flush=True)
