@@ -150,6 +150,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--eval-train-size", type=int, default=60_000, help="long: kNN / probe train images (default: all)"
     )
+    parser.add_argument(
+        "--table-only", action="store_true", help="long: write the table from --results, run nothing"
+    )
     parser.add_argument("--device", default="cpu", help="long: where to train, e.g. cuda (default: cpu)")
     args = parser.parse_args(argv)
     long = args.budget == "long"

@@ -4,6 +4,7 @@ training images, scored by kNN (k=200, T=0.1) and a linear probe on the 10k test
     .venv/bin/python bench/methods.py --budget long --update-readme        # ~1 CPU hour per method
     .venv/bin/python bench/methods.py --budget long --epochs 1 --limit 2000 --eval-train-size 2000
     .venv/bin/python bench/methods.py --budget long --device cuda                   # on a GPU
+    .venv/bin/python bench/methods.py --budget long --table-only --update-readme    # no training
 
 Each method trains single-process with the cl_core trainer (``cl_core.training.pretrain``, no Ray:
 the long budget is compute, not pipeline) on the settings of its ``configs/<method>_fmnist.yaml``
@@ -157,7 +158,7 @@ def main(args) -> str:
         "images": (tensor(train_x[:k]), tensor(test_x)),
         "labels": (torch.from_numpy(train_y[:k]), torch.from_numpy(test_y)),
     }
-    for name in [*REFERENCES, *args.methods]:
+    for name in [] if args.table_only else [*REFERENCES, *args.methods]:
         if name in load_results(args.results):
             print(f"=== {name}: in {args.results}, skipped", flush=True)
             continue
