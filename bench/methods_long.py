@@ -117,7 +117,7 @@ def run_one(name: str, args, data: dict) -> dict:
             on_epoch_end=progress_printer(name, args.epochs, started),
         )
         row = {"epochs": args.epochs, "train_size": len(train_x), "final_loss": history[-1]["loss"]}
-        row["device"] = str(args.device)
+        row |= {"device": str(args.device)}
         row["images_per_s"] = sum(m["images_per_s"] for m in history) / len(history)
 
     def transform(x: torch.Tensor) -> torch.Tensor:
@@ -146,19 +146,26 @@ def table(results: dict[str, dict], methods: list[str]) -> str:
     return "\n".join(lines) + note + "\n"
 
 
-def main(args) -> str:
-    """Run what ``args.results`` lacks, then write the table (and the README block)."""
-    args.results.parent.mkdir(parents=True, exist_ok=True)
+def load_data(limit: int, eval_train_size: int) -> dict:
+    """Fashion-MNIST as (n, 1, 28, 28) uint8: the pretraining images, the kNN / probe images."""
     train_x, train_y = load_fashion_mnist("train")
     test_x, test_y = load_fashion_mnist("test")
-    tensor = lambda x: torch.from_numpy(x).unsqueeze(1)  # noqa: E731  (n, 1, 28, 28) uint8
-    k = args.eval_train_size
-    data = {
-        "pretrain": (tensor(train_x[: args.limit]), torch.from_numpy(train_y[: args.limit])),
+    tensor = lambda x: torch.from_numpy(x).unsqueeze(1)  # noqa: E731
+    k = eval_train_size
+    return {
+        "pretrain": (tensor(train_x[:limit]), torch.from_numpy(train_y[:limit])),
         "images": (tensor(train_x[:k]), tensor(test_x)),
         "labels": (torch.from_numpy(train_y[:k]), torch.from_numpy(test_y)),
     }
-    for name in [] if args.table_only else [*REFERENCES, *args.methods]:
+
+
+def main(args) -> str:
+    """Run what ``args.results`` lacks, then write the table (and the README block)."""
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    k = args.eval_train_size
+    todo = [] if args.table_only else [*REFERENCES, *args.methods]
+    data = load_data(args.limit, k) if todo else {}
+    for name in todo:
         if name in load_results(args.results):
             print(f"=== {name}: in {args.results}, skipped", flush=True)
             continue
