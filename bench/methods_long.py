@@ -9,8 +9,9 @@ training images, scored by kNN (k=200, T=0.1) and a linear probe on the 10k test
 Each method trains single-process with the cl_core trainer (``cl_core.training.pretrain``, no Ray:
 the long budget is compute, not pipeline) on the settings of its ``configs/<method>_fmnist.yaml``
 (method parameters, view recipe, optimiser, lr, weight decay and its schedule, gradient clipping,
-batch size, seed), with ``--epochs`` and ``--limit`` overriding the budget. Resumable method by
-method: each finished method (and each reference row: raw pixels, the random-init tiny CNN) is
+batch size, seed), or of ``configs/<method>_fmnist_long.yaml`` where one is tuned for this budget
+(the row names its config), with ``--epochs`` and ``--limit`` overriding the budget. Resumable
+method by method: each finished method (and each reference row: raw pixels, the random-init tiny CNN) is
 appended to ``--results`` (JSON) at once; a rerun skips what the file holds. The Markdown table is
 generated from that file, never typed, and written beside it (and into README.md between the
 ``bench:methods-long`` markers with ``--update-readme``).
@@ -89,11 +90,21 @@ def progress_printer(name: str, epochs: int, started: float):
     return report
 
 
+def config_path(name: str) -> Path:
+    """``configs/<name>_fmnist_long.yaml`` (tuned for this budget) where it exists, else
+    ``configs/<name>_fmnist.yaml``; the references use ``simclr_fmnist.yaml``'s backbone and
+    normalisation."""
+    if name in REFERENCES:
+        return ROOT / "configs" / "simclr_fmnist.yaml"
+    tuned = ROOT / "configs" / f"{name}_fmnist_long.yaml"
+    return tuned if tuned.exists() else ROOT / "configs" / f"{name}_fmnist.yaml"
+
+
 def run_one(name: str, args, data: dict) -> dict:
     """Pretrain ``name`` (or build a reference) and score it; returns its results row."""
-    reference = name in REFERENCES  # scored with simclr_fmnist.yaml's backbone and normalisation
+    reference = name in REFERENCES
     overrides = [] if reference else [f"train.epochs={args.epochs}", f"data.limit={args.limit}"]
-    config = load_config(ROOT / "configs" / f"{'simclr' if reference else name}_fmnist.yaml", overrides)
+    config = load_config(config_path(name), overrides)
     mean, std = normalization(config)
     started = time.monotonic()
     if name == "raw-pixels":
@@ -117,6 +128,7 @@ def run_one(name: str, args, data: dict) -> dict:
             on_epoch_end=progress_printer(name, args.epochs, started),
         )
         row = {"epochs": args.epochs, "train_size": len(train_x), "final_loss": history[-1]["loss"]}
+        row["config"] = config_path(name).name
         row |= {"device": str(args.device)}
         row["images_per_s"] = sum(m["images_per_s"] for m in history) / len(history)
 
@@ -133,11 +145,13 @@ def run_one(name: str, args, data: dict) -> dict:
 def table(results: dict[str, dict], methods: list[str]) -> str:
     """Markdown rows in % for the methods (by kNN), then the references; from the results file."""
     done = sorted((m for m in methods if m in results), key=lambda m: -results[m]["knn_top1"])
-    lines = ["| method | kNN | linear | epochs | images | wall time |", "|---|--:|--:|--:|--:|--:|"]
+    header = "| method | kNN | linear | epochs | images | config | wall time |"
+    lines = [header, "|---|--:|--:|--:|--:|---|--:|"]
     for name in [*done, *[r for r in REFERENCES if r in results]]:
         row = results[name]
         shown = f"*{name}*" if name in REFERENCES else name
-        budget = [str(row.get("epochs", "–")), str(row.get("train_size", "–"))]
+        config = f"`{row['config']}`" if "config" in row else "–"
+        budget = [str(row.get("epochs", "–")), str(row.get("train_size", "–")), config]
         cells = [f"{100 * row['knn_top1']:.1f}", f"{100 * row['linear_top1']:.1f}", *budget]
         minutes, seconds = divmod(round(row["seconds"]), 60)
         lines.append(f"| {shown} | " + " | ".join(cells) + f" | {minutes}m{seconds:02d}s |")
@@ -174,7 +188,7 @@ def main(args) -> str:
     text = table(load_results(args.results), args.methods)
     text += (
         f"\nBudget: {args.epochs} epochs over {args.limit} Fashion-MNIST training images per method "
-        f"(its `configs/<method>_fmnist.yaml` otherwise), single process; kNN and linear probe with "
+        f"(the config column's settings otherwise), single process; kNN and linear probe with "
         f"{k} training images, top-1 on the 10k test images. Generated from `{args.results.name}`.\n"
     )
     args.results.with_suffix(".md").write_text(text)
