@@ -9,12 +9,12 @@ training images, scored by kNN (k=200, T=0.1) and a linear probe on the 10k test
 Each method trains single-process with the cl_core trainer (``cl_core.training.pretrain``, no Ray:
 the long budget is compute, not pipeline) on the settings of its ``configs/<method>_fmnist.yaml``
 (method parameters, view recipe, optimiser, lr, weight decay and its schedule, gradient clipping,
-batch size, seed), or of ``configs/<method>_fmnist_long.yaml`` where one is tuned for this budget
-(the row names its config), with ``--epochs`` and ``--limit`` overriding the budget. Resumable
-method by method: each finished method (and each reference row: raw pixels, the random-init tiny CNN) is
-appended to ``--results`` (JSON) at once; a rerun skips what the file holds. The Markdown table is
-generated from that file, never typed, and written beside it (and into README.md between the
-``bench:methods-long`` markers with ``--update-readme``).
+batch size, seed), or of ``configs/<method>_fmnist_long.yaml`` where one is tuned for this
+budget (the row names its config), with ``--epochs`` and ``--limit`` overriding the budget.
+Resumable method by method: each finished method (and each reference row: raw pixels, the
+random-init tiny CNN) is appended to ``--results`` (JSON) at once; a rerun skips what the file
+holds. The Markdown table is generated from that file, never typed, and written beside it (and
+into README.md between the ``bench:methods-long`` markers with ``--update-readme``).
 """
 
 import json
@@ -104,7 +104,8 @@ def run_one(name: str, args, data: dict) -> dict:
     """Pretrain ``name`` (or build a reference) and score it; returns its results row."""
     reference = name in REFERENCES
     overrides = [] if reference else [f"train.epochs={args.epochs}", f"data.limit={args.limit}"]
-    config = load_config(config_path(name), overrides)
+    path = config_path(name)
+    config = load_config(path, overrides)
     mean, std = normalization(config)
     started = time.monotonic()
     if name == "raw-pixels":
@@ -128,8 +129,7 @@ def run_one(name: str, args, data: dict) -> dict:
             on_epoch_end=progress_printer(name, args.epochs, started),
         )
         row = {"epochs": args.epochs, "train_size": len(train_x), "final_loss": history[-1]["loss"]}
-        row["config"] = config_path(name).name
-        row |= {"device": str(args.device)}
+        row |= {"config": path.name, "device": str(args.device)}
         row["images_per_s"] = sum(m["images_per_s"] for m in history) / len(history)
 
     def transform(x: torch.Tensor) -> torch.Tensor:

@@ -25,9 +25,9 @@ def test_pretraining__beats_random_init_knn_on_fashion_mnist(method):
 #: T 0.2) 16 x 1000 +10.3, +5.5, +5.9; InstDisc 16 x 1000 +13.1, +5.2, +9.1. NNCLR's and
 #: InstDisc's positives come from a support set / memory bank that is only as good as the last
 #: epoch's encoder, so they need many short epochs: at 3 x 5000 NNCLR gave +1.3, +0.1 (queue 4096)
-#: and InstDisc +1.4, -4.1, and InstDisc's first epoch falls below random init on every budget
-#: tried (drawing its negatives only from written bank entries did not change that: -2.5, -11.9
-#: at 8 x 2000 against -3.4, -12.3).
+#: and InstDisc +1.4, -4.1, and InstDisc's first epoch falls below random init on seed 1 at every
+#: budget tried (drawing its negatives only from written bank entries did not change that: -2.5,
+#: -11.9 at 8 x 2000 against -3.4, -12.3).
 NEW_METHODS = {
     "supcon": (2, 2560, {"variant": "in"}, 0.03),
     "triplet": (3, 5000, {}, 0.04),
