@@ -294,64 +294,67 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     rollback = config.train.on_non_finite == "rollback"
     snapshot = _snapshot(model, optimizer, step, first_epoch) if rollback else b""
     injector, rollbacks, epoch = NanInjector(config.train.inject_nan_at_step), 0, first_epoch
-    while epoch < end_epoch:
-        batches = _epoch_batches(shard, config, per_worker, device, rank, epoch, loop_config.get("clock"))
-        started = time.perf_counter()
-        try:  # a NaN/inf loss raises NonFiniteLossError naming the step, method and last metrics
-            metrics = train_steps(
-                model,
-                optimizer,
-                itertools.islice(batches, steps_per_epoch),
-                injector.wrap(prepare, step),
-                schedules,
-                step,
-                PRECISION[config.train.precision],
-                config.train.grad_clip,
-                on_step,
-            )
-        except NonFiniteLossError as error:
-            if not rollback or rollbacks >= config.train.max_rollbacks:
-                raise
-            rollbacks += 1
-            factor = config.train.rollback_lr_factor
-            step, epoch = _roll_back(model, optimizer, snapshot, device)
-            schedules = StepSchedules(schedules.lr * factor, schedules.weight_decay)
-            note = (
-                f"non-finite loss at step {error.step}: rolled back to step {step} (epoch {epoch}), "
-                f"learning rate x{factor**rollbacks:g} (rollback {rollbacks} of {config.train.max_rollbacks})"
-            )
-            LOG.warning("%s; last finite metrics: %s", note, error.last_metrics)
+    try:  # rank 0's tracking is closed on the way out, a failed step too: no queued point is lost
+        while epoch < end_epoch:
+            batches = _epoch_batches(shard, config, per_worker, device, rank, epoch, loop_config.get("clock"))
+            started = time.perf_counter()
+            try:  # a NaN/inf loss raises NonFiniteLossError naming the step, method and last metrics
+                metrics = train_steps(
+                    model,
+                    optimizer,
+                    itertools.islice(batches, steps_per_epoch),
+                    injector.wrap(prepare, step),
+                    schedules,
+                    step,
+                    PRECISION[config.train.precision],
+                    config.train.grad_clip,
+                    on_step,
+                )
+            except NonFiniteLossError as error:
+                if not rollback or rollbacks >= config.train.max_rollbacks:
+                    raise
+                rollbacks += 1
+                factor = config.train.rollback_lr_factor
+                step, epoch = _roll_back(model, optimizer, snapshot, device)
+                schedules = StepSchedules(schedules.lr * factor, schedules.weight_decay)
+                note = (
+                    f"non-finite loss at step {error.step}: rolled back to step {step} (epoch {epoch}), "
+                    f"learning rate x{factor**rollbacks:g} "
+                    f"(rollback {rollbacks} of {config.train.max_rollbacks})"
+                )
+                LOG.warning("%s; last finite metrics: %s", note, error.last_metrics)
+                if logger is not None:
+                    logger.tag(f"non_finite.rollback_{rollbacks}", note)
+                    logger.log({"train/rollbacks": float(rollbacks)}, error.step)
+                continue
+            step = int(metrics["last_step"])
+            report = _epoch_metrics(metrics, epoch, step, time.perf_counter() - started, world)
+            last = epoch + 1 == end_epoch
+            if rank == 0 and eval_split is not None and (last or _due(config.eval.every_epochs, epoch)):
+                report["eval/knn_top1"] = knn_monitor(
+                    unwrap(model).backbone,
+                    eval_split,
+                    mean,
+                    std,
+                    config.eval.knn_k,
+                    config.eval.knn_temperature,
+                    device,
+                )
+            checkpoint = last or _due(config.checkpoint.every_epochs, epoch)
+            if logger is not None and checkpoint:
+                logger.persist()  # queued points to local disk: a restart from this checkpoint loses none
+            _report(model, optimizer, step, epoch + 1, report, rank, checkpoint)
+            if rollback and checkpoint:
+                snapshot = _snapshot(model, optimizer, step, epoch + 1)
             if logger is not None:
-                logger.tag(f"non_finite.rollback_{rollbacks}", note)
-                logger.log({"train/rollbacks": float(rollbacks)}, error.step)
-            continue
-        step = int(metrics["last_step"])
-        report = _epoch_metrics(metrics, epoch, step, time.perf_counter() - started, world)
-        last = epoch + 1 == end_epoch
-        if rank == 0 and eval_split is not None and (last or _due(config.eval.every_epochs, epoch)):
-            report["eval/knn_top1"] = knn_monitor(
-                unwrap(model).backbone,
-                eval_split,
-                mean,
-                std,
-                config.eval.knn_k,
-                config.eval.knn_temperature,
-                device,
-            )
-        checkpoint = last or _due(config.checkpoint.every_epochs, epoch)
-        if logger is not None and checkpoint:
-            logger.persist()  # queued points to local disk: a restart from this checkpoint loses none
-        _report(model, optimizer, step, epoch + 1, report, rank, checkpoint)
-        if rollback and checkpoint:
-            snapshot = _snapshot(model, optimizer, step, epoch + 1)
+                logger.log(report, step)
+            if progress is not None:
+                progress.epoch_done(epoch + 1, step, report)
+            epoch += 1
+    finally:
         if logger is not None:
-            logger.log(report, step)
-        if progress is not None:
-            progress.epoch_done(epoch + 1, step, report)
-        epoch += 1
-    if logger is not None:
-        logger.close()  # what MLflow has not taken stays in the pending file, replayed by the driver
-        machine.finish()
+            logger.close()  # what MLflow has not taken stays in the pending file, replayed by the driver
+            machine.finish()
 
 
 def _due(every: int, epoch: int) -> bool:
