@@ -100,10 +100,12 @@ def config_path(name: str) -> Path:
     return tuned if tuned.exists() else ROOT / "configs" / f"{name}_fmnist.yaml"
 
 
-def run_one(name: str, args, data: dict) -> dict:
-    """Pretrain ``name`` (or build a reference) and score it; returns its results row."""
+def run_one(name: str, args, data: dict, overrides: tuple[str, ...] = ()) -> dict:
+    """Pretrain ``name`` (or build a reference) and score it; returns its results row.
+    ``overrides`` (``key=value``, after the budget's) change the config (``bench/tune_long.py``)."""
     reference = name in REFERENCES
-    overrides = [] if reference else [f"train.epochs={args.epochs}", f"data.limit={args.limit}"]
+    budget = [f"train.epochs={args.epochs}", f"data.limit={args.limit}"]
+    overrides = [] if reference else [*budget, *overrides]
     path = config_path(name)
     config = load_config(path, overrides)
     mean, std = normalization(config)

@@ -1,7 +1,10 @@
 """bench/methods_long.py without training: which config a method runs, and the table generated
-from the results file (rows by kNN, references last, what is not run yet named)."""
+from the results file (rows by kNN, references last, what is not run yet named); bench/tune_long.py's
+table and its config check."""
 
-from bench import methods_long
+import pytest
+
+from bench import methods_long, tune_long
 from pipelines.config import load_config
 
 
@@ -29,3 +32,26 @@ def test_table__sorts_methods_by_knn_keeps_references_last_and_names_the_missing
     assert lines[2] == "| simclr | 82.0 | 85.0 | 20 | 60000 | `simclr_fmnist_long.yaml` | 62m05s |"
     assert lines[4] == "| *random-init* | 76.1 | 80.5 | – | – | – | 0m45s |"
     assert lines[-1] == "Not run yet: byol."
+
+
+def test_tune_long__table_gives_each_finished_setting_against_the_base_in_the_order_asked():
+    results = {
+        "base": {"knn_top1": 0.740, "linear_top1": 0.800},
+        "augment.params.strength=1.0": {"knn_top1": 0.756, "linear_top1": 0.797},
+    }
+    names = [tune_long.label([]), tune_long.label(["augment.params.strength=1.0"]), "train.base_lr=0.3"]
+    lines = tune_long.table(results, names).splitlines()
+    assert lines[2:] == [
+        "| base | 74.0 | +0.0 | 80.0 | +0.0 |",
+        "| augment.params.strength=1.0 | 75.6 | +1.6 | 79.7 | -0.3 |",
+    ]  # the setting not run yet has no row
+    assert tune_long.table({"train.base_lr=0.3": results["base"]}, names).splitlines()[2] == (
+        "| train.base_lr=0.3 | 74.0 | – | 80.0 | – |"
+    )
+
+
+def test_tune_long__a_bad_override_fails_before_any_training(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        tune_long.main(["moco", "--try", "method.params.temprature=0.1"])
+    assert exit_info.value.code == 2
+    assert "temprature" in capsys.readouterr().err
