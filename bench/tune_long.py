@@ -14,16 +14,17 @@ gains of a point or less are within noise. Resumable: each finished setting is k
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipelines.cli import run_cli
 
-from bench.methods_long import ROOT, config_path, load_data, load_results, run_one, save_row  # noqa: E402
-from pipelines.cli import run_cli  # noqa: E402
-from pipelines.config import load_config  # noqa: E402
+try:  # run as a script: bench/ is on the path
+    from methods_long import ROOT, config_path, load_data, load_results, run_one, save_row
+except ModuleNotFoundError:  # imported as bench.tune_long (tests)
+    from bench.methods_long import ROOT, config_path, load_data, load_results, run_one, save_row
+from pipelines.config import load_config
 
 BASE = "base"
 
