@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 
 from pipelines.cli import run_cli
+from pipelines.config import load_config
 
 try:  # run as a script: bench/ is on the path
     from methods_long import ROOT, config_path, load_data, load_results, run_one, save_row
 except ModuleNotFoundError:  # imported as bench.tune_long (tests)
     from bench.methods_long import ROOT, config_path, load_data, load_results, run_one, save_row
-from pipelines.config import load_config
 
 BASE = "base"
 
