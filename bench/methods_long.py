@@ -13,7 +13,9 @@ batch size, seed), or of ``configs/<method>_fmnist_long.yaml`` where one is tune
 budget (the row names its config), with ``--epochs`` and ``--limit`` overriding the budget.
 Resumable method by method: each finished method (and each reference row: raw pixels, the
 random-init tiny CNN) is appended to ``--results`` (JSON) at once; a rerun skips what the file
-holds. The Markdown table is generated from that file, never typed, and written beside it (and
+holds. Within a method, epoch by epoch: its training state after each epoch waits in
+``<results>.<method>.partial.pt`` beside the results file until the row is written, and a rerun
+continues from it (a killed run loses one epoch at most, and ends as an unbroken one would). The Markdown table is generated from that file, never typed, and written beside it (and
 into README.md between the ``bench:methods-long`` markers with ``--update-readme``).
 """
 
@@ -76,11 +78,14 @@ def score(features: tuple[torch.Tensor, torch.Tensor], labels: tuple[torch.Tenso
 
 
 def progress_printer(name: str, epochs: int, started: float):
-    """An ``on_epoch_end`` that prints the epoch, loss, throughput and the time left."""
+    """An ``on_epoch_end`` that prints the epoch, loss, throughput and the time left (from the
+    epochs this process ran: a resumed run's first epoch is not 1)."""
+    first: list[int] = []
 
     def report(metrics: dict[str, float]) -> None:
         epoch = int(metrics["epoch"])
-        left = (time.monotonic() - started) / epoch * (epochs - epoch)
+        first[:] = first or [epoch]
+        left = (time.monotonic() - started) / (epoch - first[0] + 1) * (epochs - epoch)
         print(
             f"[{name}] epoch {epoch}/{epochs} loss {metrics['loss']:.4f} "
             f"{metrics['images_per_s']:.0f} img/s, about {left / 60:.0f} min left",
@@ -100,9 +105,13 @@ def config_path(name: str) -> Path:
     return tuned if tuned.exists() else ROOT / "configs" / f"{name}_fmnist.yaml"
 
 
-def run_one(name: str, args, data: dict, overrides: tuple[str, ...] = ()) -> dict:
+def run_one(
+    name: str, args, data: dict, overrides: tuple[str, ...] = (), checkpoint: Path | None = None
+) -> dict:
     """Pretrain ``name`` (or build a reference) and score it; returns its results row.
-    ``overrides`` (``key=value``, after the budget's) change the config (``bench/tune_long.py``)."""
+    ``overrides`` (``key=value``, after the budget's) change the config (``bench/tune_long.py``);
+    ``checkpoint``: the file that holds the training state after each epoch, resumed from when
+    it exists (``cl_core.training.pretrain``)."""
     reference = name in REFERENCES
     budget = [f"train.epochs={args.epochs}", f"data.limit={args.limit}"]
     overrides = [] if reference else [*budget, *overrides]
@@ -129,7 +138,10 @@ def run_one(name: str, args, data: dict, overrides: tuple[str, ...] = ()) -> dic
             train_y,
             device=args.device,
             on_epoch_end=progress_printer(name, args.epochs, started),
+            checkpoint=checkpoint,
         )
+        # Wall time: the epochs of every process that trained it (a resumed method), then scoring.
+        started = time.monotonic() - sum(m["seconds"] for m in history)
         row = {"epochs": args.epochs, "train_size": len(train_x), "final_loss": history[-1]["loss"]}
         row |= {"config": path.name, "device": str(args.device)}
         row["images_per_s"] = sum(m["images_per_s"] for m in history) / len(history)
@@ -185,8 +197,11 @@ def main(args) -> str:
         if name in load_results(args.results):
             print(f"=== {name}: in {args.results}, skipped", flush=True)
             continue
-        print(f"=== {name}: {args.epochs} epochs x {args.limit} images", flush=True)
-        save_row(args.results, name, run_one(name, args, data))
+        partial = partial_checkpoint(args.results, name)
+        resumed = f", resuming from {partial}" if partial.exists() else ""
+        print(f"=== {name}: {args.epochs} epochs x {args.limit} images{resumed}", flush=True)
+        save_row(args.results, name, run_one(name, args, data, checkpoint=partial))
+        partial.unlink(missing_ok=True)
     text = table(load_results(args.results), args.methods)
     text += (
         f"\nBudget: {args.epochs} epochs over {args.limit} Fashion-MNIST training images per method "
@@ -198,6 +213,11 @@ def main(args) -> str:
     if args.update_readme:
         update_readme("methods-long", text)
     return text
+
+
+def partial_checkpoint(results: Path, name: str) -> Path:
+    """Where a method's unfinished training state waits beside the results file."""
+    return results.with_name(f"{results.stem}.{name}.partial.pt")
 
 
 def update_readme(block: str, text: str) -> None:

@@ -2,6 +2,8 @@
 from the results file (rows by kNN, references last, what is not run yet named); bench/tune_long.py's
 table and its config check."""
 
+import argparse
+
 import pytest
 
 from bench import methods_long, tune_long
@@ -55,3 +57,37 @@ def test_tune_long__a_bad_override_fails_before_any_training(capsys):
         tune_long.main(["moco", "--try", "method.params.temprature=0.1"])
     assert exit_info.value.code == 2
     assert "temprature" in capsys.readouterr().err
+
+
+def test_main__a_killed_method_resumes_from_its_last_epoch_and_its_checkpoint_goes(
+    tmp_path, capsys, monkeypatch
+):
+    results = tmp_path / "long.json"
+    budget = {"epochs": 2, "limit": 512, "eval_train_size": 1000, "device": "cpu"}
+    args = argparse.Namespace(
+        methods=["simclr"], results=results, table_only=False, update_readme=False, **budget
+    )  # what bench/methods.py --budget long passes
+    printer = methods_long.progress_printer
+
+    def killed_after_epoch_1(name, epochs, started):
+        def report(metrics):
+            printer(name, epochs, started)(metrics)
+            if metrics["epoch"] == 1:
+                raise KeyboardInterrupt
+
+        return report
+
+    monkeypatch.setattr(methods_long, "progress_printer", killed_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        methods_long.main(args)
+    partial = methods_long.partial_checkpoint(results, "simclr")
+    assert partial.exists() and "simclr" not in methods_long.load_results(results)
+    monkeypatch.setattr(methods_long, "progress_printer", printer)
+    capsys.readouterr()
+    methods_long.main(args)
+    out = capsys.readouterr().out
+    assert f"resuming from {partial}" in out
+    assert "[simclr] epoch 2/2" in out and "[simclr] epoch 1/2" not in out  # epoch 1 is not redone
+    row = methods_long.load_results(results)["simclr"]
+    assert row["epochs"] == 2 and row["train_size"] == 512 and not partial.exists()
+    assert 0.1 < row["knn_top1"] <= 1.0 and "| simclr |" in results.with_suffix(".md").read_text()

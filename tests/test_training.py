@@ -107,6 +107,91 @@ def test_pretrain__same_seed_gives_the_same_history():
     assert len(runs[0]) == 2 and runs[0][-1]["last_step"] == 8
 
 
+def tiny_moco(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    backbone = build_backbone("tiny_cnn", in_channels=1)
+    return build_method("moco", backbone, hidden_dim=16, projection_dim=8, queue_size=32, momentum=0.9)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_pretrain__resumed_from_its_epoch_checkpoint_ends_as_an_unbroken_run(tmp_path):
+    # MoCo: momentum encoder, queue and its pointer are state too; the resumed model starts
+    # from other weights, so everything it ends with must come from the checkpoint.
+    images = torch.randint(0, 256, (64, 1, 16, 16), dtype=torch.uint8)
+    recipe = build_recipe("simclr", size=12, blur_prob=0.0)
+    settings = PretrainSettings(epochs=3, batch_size=16, seed=3, base_lr=0.5)
+    unbroken = tiny_moco(0)
+    expected = pretrain(unbroken, images, recipe, settings, (0.5,), (0.25,))
+
+    def die_after_epoch_2(metrics):
+        if metrics["epoch"] == 2:
+            raise Killed
+
+    path = tmp_path / "run.pt"
+    with pytest.raises(Killed):
+        pretrain(
+            tiny_moco(0),
+            images,
+            recipe,
+            settings,
+            (0.5,),
+            (0.25,),
+            on_epoch_end=die_after_epoch_2,
+            checkpoint=path,
+        )
+    torch.manual_seed(99)  # the global generator is restored from the checkpoint too
+    seen = []
+    resumed = tiny_moco(1)
+    history = pretrain(
+        resumed, images, recipe, settings, (0.5,), (0.25,), on_epoch_end=seen.append, checkpoint=path
+    )
+    assert [m["epoch"] for m in seen] == [3.0]
+    assert [m["loss"] for m in history] == [m["loss"] for m in expected]
+    want, got = unbroken.state_dict(), resumed.state_dict()
+    assert want.keys() == got.keys()
+    for key in want:
+        assert torch.equal(want[key], got[key]), key
+    assert int(got["queue.filled"]) > 0  # the queue trained: its state is not the initial one
+
+
+def test_pretrain__refuses_a_checkpoint_from_other_settings(tmp_path):
+    images = torch.randint(0, 256, (64, 1, 16, 16), dtype=torch.uint8)
+    recipe = build_recipe("simclr", size=12, blur_prob=0.0)
+    path = tmp_path / "run.pt"
+    pretrain(
+        tiny_simclr(),
+        images,
+        recipe,
+        PretrainSettings(epochs=1, batch_size=16),
+        (0.5,),
+        (0.25,),
+        checkpoint=path,
+    )
+    with pytest.raises(ValueError, match="epochs"):
+        pretrain(
+            tiny_simclr(),
+            images,
+            recipe,
+            PretrainSettings(epochs=2, batch_size=16),
+            (0.5,),
+            (0.25,),
+            checkpoint=path,
+        )
+    with pytest.raises(ValueError, match="dataset_size"):
+        pretrain(
+            tiny_simclr(),
+            images[:48],
+            recipe,
+            PretrainSettings(epochs=1, batch_size=16),
+            (0.5,),
+            (0.25,),
+            checkpoint=path,
+        )
+
+
 def test_pretrain__supcon_without_labels_fails_before_training():
     torch.manual_seed(0)
     method = build_method(

@@ -2,11 +2,17 @@
 
 Builds the per-step schedules, makes the views batch by batch and calls
 :func:`cl_core.training.loop.train_steps` once per epoch; evaluates with weighted kNN.
-Returns a history of metric dicts and never logs (pass ``on_epoch_end`` to print).
+Returns a history of metric dicts and never logs (pass ``on_epoch_end`` to print). With
+``checkpoint`` it saves its whole state after every epoch and continues from that file when it
+exists, so a killed run loses at most one epoch and ends with the weights of an unbroken one.
 """
 
+import dataclasses
+import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -99,6 +105,7 @@ def pretrain(
     eval_split: LabelledSplit | None = None,
     device: str | torch.device = "cpu",
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+    checkpoint: str | Path | None = None,
 ) -> list[dict[str, float]]:
     """Pretrain ``method`` on ``images`` (n, c, h, w) uint8 for ``settings.epochs``.
 
@@ -114,9 +121,19 @@ def pretrain(
         eval_split: if given, kNN top-1 is measured after every epoch (``knn_top1``).
         device: where the model runs.
         on_epoch_end: called with each epoch's metrics (e.g. to print progress).
+        checkpoint: a file for the state after each epoch (method, optimizer, random generators,
+            history; written to a temporary file, then renamed). If it exists, training resumes
+            from it (``on_epoch_end`` is called for the new epochs only); it must come from the
+            same settings and dataset size. The file is left in place: delete it when done.
 
     Returns:
-        One metrics dict per epoch (``epoch``, ``loss``, ``lr``, ``images_per_s``, ...).
+        One metrics dict per epoch (``epoch``, ``loss``, ``lr``, ``images_per_s``, ``seconds``
+        (its wall time), ...), the
+        resumed epochs included.
+
+    Raises:
+        ValueError: labels missing for a method that needs them, a batch larger than the data,
+            or a ``checkpoint`` from other settings or another dataset size.
     """
     if getattr(method, "needs_targets", False) and labels is None:
         raise ValueError(f"method {getattr(method, 'method_name', '?')!r} needs labels")
@@ -144,7 +161,11 @@ def pretrain(
 
     history: list[dict[str, float]] = []
     step = 0
-    for epoch in range(settings.epochs):
+    if checkpoint is not None and Path(checkpoint).exists():
+        history = _resume(Path(checkpoint), method, optimizer, generator, settings, images.shape[0])
+        step = steps_per_epoch * len(history)
+    for epoch in range(len(history), settings.epochs):
+        epoch_started = time.perf_counter()
         metrics = train_steps(
             method,
             optimizer,
@@ -160,7 +181,49 @@ def pretrain(
             metrics["knn_top1"] = knn_monitor(
                 method.backbone, eval_split, mean, std, settings.knn_k, settings.knn_temperature, device
             )
+        metrics["seconds"] = time.perf_counter() - epoch_started
         history.append(metrics)
+        if checkpoint is not None:
+            _save(Path(checkpoint), method, optimizer, generator, settings, images.shape[0], history)
         if on_epoch_end is not None:
             on_epoch_end(metrics)
     return history
+
+
+def _identity(settings: PretrainSettings, n: int) -> dict:
+    """What a checkpoint must match to be resumed: the settings and the dataset size."""
+    return dataclasses.asdict(settings) | {"dataset_size": n}
+
+
+def _save(path: Path, method, optimizer, generator, settings, n: int, history: list) -> None:
+    state = {
+        "identity": _identity(settings, n),
+        "method": method.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "history": history,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _resume(path: Path, method, optimizer, generator, settings, n: int) -> list[dict[str, float]]:
+    """Load a checkpoint written by :func:`_save` into the live objects; returns its history."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    expected = _identity(settings, n)
+    differ = sorted(
+        k for k in expected.keys() | state["identity"].keys() if expected.get(k) != state["identity"].get(k)
+    )
+    if differ:
+        found = {k: state["identity"].get(k) for k in differ}
+        raise ValueError(
+            f"checkpoint {path} was written with other settings ({found}, now "
+            f"{ {k: expected.get(k) for k in differ} }); delete it or restore those settings"
+        )
+    method.load_state_dict(state["method"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    return list(state["history"])
