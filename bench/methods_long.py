@@ -15,8 +15,9 @@ Resumable method by method: each finished method (and each reference row: raw pi
 random-init tiny CNN) is appended to ``--results`` (JSON) at once; a rerun skips what the file
 holds. Within a method, epoch by epoch: its training state after each epoch waits in
 ``<results>.<method>.partial.pt`` beside the results file until the row is written, and a rerun
-continues from it (a killed run loses one epoch at most, and ends as an unbroken one would). The Markdown table is generated from that file, never typed, and written beside it (and
-into README.md between the ``bench:methods-long`` markers with ``--update-readme``).
+continues from it (a killed run loses one epoch at most, and ends as an unbroken one would).
+The Markdown table is generated from that file, never typed, and written beside it (and into
+README.md between the ``bench:methods-long`` markers with ``--update-readme``).
 """
 
 import json
