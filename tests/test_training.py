@@ -161,35 +161,16 @@ def test_pretrain__refuses_a_checkpoint_from_other_settings(tmp_path):
     images = torch.randint(0, 256, (64, 1, 16, 16), dtype=torch.uint8)
     recipe = build_recipe("simclr", size=12, blur_prob=0.0)
     path = tmp_path / "run.pt"
-    pretrain(
-        tiny_simclr(),
-        images,
-        recipe,
-        PretrainSettings(epochs=1, batch_size=16),
-        (0.5,),
-        (0.25,),
-        checkpoint=path,
-    )
+
+    def run(n: int, epochs: int) -> None:
+        settings = PretrainSettings(epochs=epochs, batch_size=16)
+        pretrain(tiny_simclr(), images[:n], recipe, settings, (0.5,), (0.25,), checkpoint=path)
+
+    run(64, 1)
     with pytest.raises(ValueError, match="epochs"):
-        pretrain(
-            tiny_simclr(),
-            images,
-            recipe,
-            PretrainSettings(epochs=2, batch_size=16),
-            (0.5,),
-            (0.25,),
-            checkpoint=path,
-        )
+        run(64, 2)
     with pytest.raises(ValueError, match="dataset_size"):
-        pretrain(
-            tiny_simclr(),
-            images[:48],
-            recipe,
-            PretrainSettings(epochs=1, batch_size=16),
-            (0.5,),
-            (0.25,),
-            checkpoint=path,
-        )
+        run(48, 1)
 
 
 def test_pretrain__supcon_without_labels_fails_before_training():
