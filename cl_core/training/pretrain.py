@@ -128,26 +128,16 @@ def pretrain(
 
     Returns:
         One metrics dict per epoch (``epoch``, ``loss``, ``lr``, ``images_per_s``, ``seconds``
-        (its wall time), ...), the
-        resumed epochs included.
+        (its wall time), ...), the resumed epochs included.
 
     Raises:
         ValueError: labels missing for a method that needs them, a batch larger than the data,
             or a ``checkpoint`` from other settings or another dataset size.
     """
-    if getattr(method, "needs_targets", False) and labels is None:
-        raise ValueError(f"method {getattr(method, 'method_name', '?')!r} needs labels")
-    if images.shape[0] < settings.batch_size:
-        raise ValueError(f"batch_size {settings.batch_size} exceeds the dataset size {images.shape[0]}")
+    _check_inputs(method, images, labels, settings)
     method.to(device)
     generator = torch.Generator().manual_seed(settings.seed)
-    steps_per_epoch = images.shape[0] // settings.batch_size
-    total = steps_per_epoch * settings.epochs
-    peak = scale_lr(settings.base_lr, settings.batch_size)
-    schedules = StepSchedules(
-        lr=warmup_cosine(peak, 0.0, total, warmup_steps=int(settings.warmup_epochs * steps_per_epoch)),
-        weight_decay=weight_decay_schedule(settings.weight_decay, settings.weight_decay_end, total),
-    )
+    schedules, peak = _schedules(settings, images.shape[0] // settings.batch_size)
     by_index = getattr(method, "needs_indices", False)
     optimizer = build_optimizer(method, settings.optimizer, peak, settings.weight_decay, settings.momentum)
 
@@ -159,11 +149,9 @@ def pretrain(
         targets = labels[index].to(device) if labels is not None else None
         return views, targets
 
-    history: list[dict[str, float]] = []
-    step = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        history = _resume(Path(checkpoint), method, optimizer, generator, settings, images.shape[0])
-        step = steps_per_epoch * len(history)
+    resume = checkpoint is not None and Path(checkpoint).exists()
+    history = _resume(Path(checkpoint), method, optimizer, generator, settings, len(images)) if resume else []
+    step = int(history[-1]["last_step"]) if history else 0
     for epoch in range(len(history), settings.epochs):
         epoch_started = time.perf_counter()
         metrics = train_steps(
@@ -184,10 +172,30 @@ def pretrain(
         metrics["seconds"] = time.perf_counter() - epoch_started
         history.append(metrics)
         if checkpoint is not None:
-            _save(Path(checkpoint), method, optimizer, generator, settings, images.shape[0], history)
+            _save(Path(checkpoint), method, optimizer, generator, settings, len(images), history)
         if on_epoch_end is not None:
             on_epoch_end(metrics)
     return history
+
+
+def _check_inputs(
+    method, images: torch.Tensor, labels: torch.Tensor | None, settings: PretrainSettings
+) -> None:
+    if getattr(method, "needs_targets", False) and labels is None:
+        raise ValueError(f"method {getattr(method, 'method_name', '?')!r} needs labels")
+    if images.shape[0] < settings.batch_size:
+        raise ValueError(f"batch_size {settings.batch_size} exceeds the dataset size {images.shape[0]}")
+
+
+def _schedules(settings: PretrainSettings, steps_per_epoch: int) -> tuple[StepSchedules, float]:
+    """The per-step learning rate (warmup, cosine) and weight decay, and the peak learning rate."""
+    total = steps_per_epoch * settings.epochs
+    peak = scale_lr(settings.base_lr, settings.batch_size)
+    warmup = int(settings.warmup_epochs * steps_per_epoch)
+    lr = warmup_cosine(peak, 0.0, total, warmup_steps=warmup)
+    return StepSchedules(
+        lr, weight_decay_schedule(settings.weight_decay, settings.weight_decay_end, total)
+    ), peak
 
 
 def _identity(settings: PretrainSettings, n: int) -> dict:
@@ -218,9 +226,10 @@ def _resume(path: Path, method, optimizer, generator, settings, n: int) -> list[
     )
     if differ:
         found = {k: state["identity"].get(k) for k in differ}
+        now = {k: expected.get(k) for k in differ}
         raise ValueError(
-            f"checkpoint {path} was written with other settings ({found}, now "
-            f"{ {k: expected.get(k) for k in differ} }); delete it or restore those settings"
+            f"checkpoint {path} was written with other settings ({found}, now {now}); "
+            "delete it or restore those settings"
         )
     method.load_state_dict(state["method"])
     optimizer.load_state_dict(state["optimizer"])
