@@ -17,12 +17,17 @@ def add_overrides_argument(parser: argparse.ArgumentParser, help: str) -> None:
 
 def run_cli(parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], Any], argv=None) -> Any:
     """Parse ``argv``, then run ``body(args)``; a ``ConfigError`` (a bad key, value or file) exits
-    with status 2 and the message on stderr."""
+    with status 2 and the message on stderr, a tracking server that refuses us or stays down at
+    the end of a job with status 1 and its message."""
     args = parser.parse_args(argv)
     from pipelines.config.errors import ConfigError  # after parsing: pipelines.config loads torch
+    from pipelines.tracking.mlflow_run import TrackingStoreError, TrackingUnavailableError
 
     try:
         return body(args)
     except (ConfigError, FileNotFoundError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except (TrackingStoreError, TrackingUnavailableError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None

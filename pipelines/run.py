@@ -22,6 +22,7 @@ from pipelines.home import output_home, staging_dir
 from pipelines.tracking.curves import plot_curves
 from pipelines.tracking.metric_logger import PENDING_FILE, MetricLogger
 from pipelines.tracking.mlflow_run import (
+    TrackingUnavailableError,
     default_tracking_uri,
     end_run,
     log_artifacts,
@@ -31,6 +32,7 @@ from pipelines.tracking.mlflow_run import (
     redact,
     reopen_run,
     start_run,
+    wait_until_answers,
 )
 from pipelines.tracking.model import log_encoder
 from pipelines.train.checkpoints import ENCODER_FILE
@@ -38,6 +40,7 @@ from pipelines.train.cluster import LOCAL_INSTANCE, check_capacity, connect, qui
 from pipelines.train.trainer import build_trainer, check_model_builds
 
 DEFAULT_CONFIG = CONFIGS / "default.yaml"
+TRACKING_WAIT_S = 300  # at the end of a job: how long a tracking server outage is waited out
 RUN_INFO = "run_info.json"
 SMOKE = [
     "train.epochs=1",
@@ -111,21 +114,36 @@ def finish_run(
     complete: bool,
     config: ExperimentConfig | None = None,
 ) -> Path | str:
-    """Replay the metric points still pending on this machine, export the latest encoder next to
-    the run and plot the curves; a complete run logs both (with ``config``: the encoder as the
+    """Export the latest encoder next to the run, replay the metric points still pending on this
+    machine and plot the curves; a complete run logs both (with ``config``: the encoder as the
     MLflow model ``encoder`` too, registered as ``tracking.register_as`` when set) and is closed
-    FINISHED, a stopped one is marked KILLED until ``--resume`` reopens it."""
+    FINISHED, a stopped one is marked KILLED until ``--resume`` reopens it.
+
+    Raises:
+        TrackingUnavailableError: a tracking server that does not answer for ``TRACKING_WAIT_S``
+            (the encoder is exported and the pending points stay on disk first).
+    """
     if result.checkpoint is None:
         raise RuntimeError("the run finished without a checkpoint")
     local = staging_dir(run_dir)
-    if (local / PENDING_FILE).is_file():  # rank 0 ran here and MLflow did not take every point
-        MetricLogger(uri, run_id, local / PENDING_FILE).start().close()
     with result.checkpoint.as_directory() as directory:  # Ray: fetched from object storage if there
         encoder = Path(shutil.copy(Path(directory) / ENCODER_FILE, local / ENCODER_FILE))
+    if storage.is_uri(run_dir):
+        storage.write_bytes(storage.join(run_dir, encoder.name), encoder.read_bytes())
+    pending = local / PENDING_FILE  # there when rank 0 ran here and MLflow did not take every point
+    if not wait_until_answers(uri, TRACKING_WAIT_S):
+        kept = MetricLogger(uri, run_id, pending).pending()
+        raise TrackingUnavailableError(
+            f"training {'finished' if complete else 'stopped'} and the encoder is saved "
+            f"({storage.join(run_dir, encoder.name) if storage.is_uri(run_dir) else encoder}), but MLflow "
+            f"at {redact(uri)} did not answer for {TRACKING_WAIT_S} s: run {run_id} is not closed and "
+            f"{kept} metric points are kept in {pending} (JSON lines)"
+        )
+    if pending.is_file():
+        MetricLogger(uri, run_id, pending).start().close()
     curves = plot_curves(uri, run_id, local / "curves.png")
     if storage.is_uri(run_dir):
-        for file in (encoder, curves):
-            storage.write_bytes(storage.join(run_dir, file.name), file.read_bytes())
+        storage.write_bytes(storage.join(run_dir, curves.name), curves.read_bytes())
     if complete:
         log_artifacts(uri, run_id, [encoder, curves])
         if config is not None:

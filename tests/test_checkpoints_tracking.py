@@ -7,6 +7,7 @@ import json
 import pickle
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,15 @@ from mlflow.tracking import MlflowClient
 
 from pipelines.config import ConfigError, load_config
 from pipelines.tracking.metric_logger import MetricLogger
-from pipelines.tracking.mlflow_run import TrackingStoreError, end_run, reachable_uri, redact, start_run
+from pipelines.tracking.mlflow_run import (
+    TrackingStoreError,
+    TrackingUnavailableError,
+    end_run,
+    reachable_uri,
+    redact,
+    start_run,
+    wait_until_answers,
+)
 from pipelines.train.checkpoints import (
     STATE_FILE,
     CorruptCheckpointError,
@@ -198,6 +207,56 @@ def test_metric_logger__never_waits_on_a_hung_server_and_spills_a_full_queue_to_
     assert slow.callers and threading.current_thread() not in slow.callers  # only the sender sent
 
 
+def pending_points(spool: Path) -> list[tuple[str, int]]:
+    lines = spool.read_text().splitlines() if spool.is_file() else []
+    return sorted((json.loads(line)["key"], json.loads(line)["step"]) for line in lines)
+
+
+def test_metric_logger_persist__waits_until_the_batch_the_sender_took_is_in_the_pending_file(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = start_run(uri, "exp", "run", {}, {})
+    taken = threading.Event()
+
+    class SlowDisk(MetricLogger):  # the sender holds a batch: off the queue, not yet in the file
+        def _append(self, points):
+            if threading.current_thread() is self._thread:
+                taken.set()
+                time.sleep(0.5)
+            super()._append(points)
+
+    spool = tmp_path / "pending.jsonl"
+    logger = SlowDisk(uri, run_id, spool=spool)
+    logger.client = FlakyClient(logger.client)
+    logger.client.down = True
+    logger.start()
+    logger.log({"train/loss": 1.0}, 8)
+    assert taken.wait(10)
+    logger.persist()  # a checkpoint follows: a worker killed after it must find step 8 on disk
+    assert pending_points(spool) == [("train/loss", 8)]
+    assert logger.close() == 1  # the server is still down: kept for the next start
+
+
+def test_log_and_report__the_epochs_points_are_on_disk_before_its_checkpoint_is_reported(
+    tmp_path, monkeypatch
+):
+    # A worker killed once the epoch-3 checkpoint is reported resumes after epoch 3: the pending
+    # file is the only place its points can still come from (CI lost step 24 this way).
+    from pipelines.train import worker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = start_run(uri, "exp", "run", {}, {})
+    spool = tmp_path / "pending.jsonl"
+    logger = MetricLogger(uri, run_id, spool=spool)
+    logger.client = FlakyClient(logger.client)
+    logger.client.down = True
+    logger.start()
+    at_report: list[tuple[bool, list]] = []
+    monkeypatch.setattr(worker, "_report", lambda *args: at_report.append((args[-1], pending_points(spool))))
+    worker._log_and_report(logger, None, None, 24, 3, {"train/loss": 2.5, "eval/knn_top1": 0.6}, 0, True)
+    assert at_report == [(True, [("eval/knn_top1", 24), ("train/loss", 24)])]
+    logger.close()
+
+
 def test_metric_logger_tag__is_set_or_warned_about_never_raised(tmp_path, caplog):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_id = start_run(uri, "exp", "run", {}, {})
@@ -238,6 +297,93 @@ class Answers401(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+class BehindAProxy(http.server.BaseHTTPRequestHandler):
+    """A proxy whose MLflow behind it is down (HTTP 503) for the first ``down_for`` requests."""
+
+    down_for = 2
+    seen = 0
+
+    def do_GET(self):  # noqa: N802  (http.server's name)
+        type(self).seen += 1
+        up = type(self).seen > type(self).down_for
+        self.send_response(200 if up else 503)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"experiments": []}' if up else b"Service Unavailable")
+
+    def log_message(self, *args):
+        pass
+
+
+def serve(handler) -> tuple[http.server.ThreadingHTTPServer, str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_wait_until_answers__waits_out_an_outage_and_gives_up_after_its_timeout(tmp_path, capsys):
+    assert wait_until_answers(f"sqlite:///{tmp_path / 'mlflow.db'}", 0)  # a local store: at once
+
+    class Comes(BehindAProxy):
+        down_for, seen = 2, 0
+
+    class Stays(BehindAProxy):
+        down_for, seen = 10**9, 0
+
+    back, back_uri = serve(Comes)
+    down, down_uri = serve(Stays)
+    try:
+        assert wait_until_answers(back_uri, 60, every_s=0.05)
+        assert Comes.seen == 3  # two refusals, then the answer
+        said = capsys.readouterr().out
+        assert said.count("does not answer (HTTP 503)") == 1 and back_uri in said  # one line a minute
+        assert not wait_until_answers(down_uri, 0.3, every_s=0.05)
+        assert Stays.seen >= 2
+    finally:
+        back.shutdown()
+        down.shutdown()
+
+
+def test_finish_run__a_server_still_down_at_the_end_keeps_the_encoder_and_the_pending_points(
+    tmp_path, monkeypatch
+):
+    import ray.train
+
+    from pipelines import run
+    from pipelines.tracking.metric_logger import PENDING_FILE
+
+    class Stays(BehindAProxy):
+        down_for, seen = 10**9, 0
+
+    monkeypatch.setattr(run, "TRACKING_WAIT_S", 0.3)
+    checkpoint_dir = tmp_path / "checkpoint"
+    export_encoder(torch.nn.Linear(3, 2), checkpoint_dir)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    pending = run_dir / PENDING_FILE
+    line = {"run_id": "r1", "key": "train/loss", "value": 1.5, "step": 24, "timestamp": 0}
+    pending.write_text(json.dumps(line) + "\n")
+    result = type("Result", (), {"checkpoint": ray.train.Checkpoint.from_directory(checkpoint_dir)})()
+    server, uri = serve(Stays)
+    try:
+        with pytest.raises(TrackingUnavailableError) as error:
+            run.finish_run(result, run_dir, uri, "r1", complete=True)
+    finally:
+        server.shutdown()
+    message = str(error.value)
+    assert (
+        uri in message
+        and "run r1 is not closed" in message
+        and f"1 metric points are kept in {pending}" in message
+    )
+    assert str(run_dir / "encoder.pt") in message
+    saved = torch.load(run_dir / "encoder.pt", weights_only=True)
+    assert torch.equal(
+        saved["weight"], torch.load(checkpoint_dir / "encoder.pt", weights_only=True)["weight"]
+    )
+    assert json.loads(pending.read_text()) == line  # nothing dropped
 
 
 def test_pretrain__a_server_answering_401_fails_before_any_ray_work_naming_the_uri_and_what_to_set(

@@ -105,18 +105,23 @@ class MetricLogger:
             self._append(batch)
 
     def persist(self) -> None:
-        """Move what is queued to the pending file (local disk): call it before a checkpoint, so a
-        worker killed after the checkpoint has lost no point of the steps before it."""
-        points = []
+        """Move what is queued to the pending file (local disk), and wait for the batch the sender
+        has in hand to be there too: call it before a checkpoint, so a worker killed after the
+        checkpoint has lost no point of the steps before it."""
+        points, taken = [], 0
         while True:
             try:
                 points += self._queue.get_nowait()
             except queue.Empty:
                 break
+            taken += 1
             with self._lock:
                 self._unsent -= 1
         if points:
             self._append(points)
+        for _ in range(taken):
+            self._queue.task_done()
+        self._queue.join()  # a batch the sender took off the queue is in the file too
 
     def flush(self, timeout: float = 60.0) -> int:
         """Wait (up to ``timeout``) until the queue is sent and a replay was tried; returns the
@@ -161,18 +166,20 @@ class MetricLogger:
                 batch = self._queue.get(timeout=min(self.retry_s, 0.5))
             except queue.Empty:
                 batch = None
+            if batch is not None:
+                try:
+                    self._append(batch)  # on disk before its request leaves
+                finally:
+                    self._queue.task_done()  # what ``persist`` waits for
             try:
-                self._take(batch)
+                self._send_pending()
             finally:
                 if batch is not None:
                     with self._lock:
                         self._unsent -= 1
 
-    def _take(self, batch: list[Metric] | None) -> None:
-        """Keep ``batch`` on disk, then upload what is pending (while the server does not answer,
-        every ``retry_s``)."""
-        if batch is not None:
-            self._append(batch)
+    def _send_pending(self) -> None:
+        """Upload what is pending (while the server does not answer, every ``retry_s``)."""
         due = not self._down or time.monotonic() - self._last_try >= self.retry_s
         if due and self._has_pending():
             self._replay()

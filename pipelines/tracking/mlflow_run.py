@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,37 @@ def reachable_uri(uri: str, fallback_dir: str | Path) -> str:
         "MLflow at %s does not answer (%s); this run is tracked in %s instead", redact(uri), problem, local
     )
     return local
+
+
+class TrackingUnavailableError(RuntimeError):
+    """The tracking server stayed unreachable at the end of a job (what it has not taken is kept)."""
+
+
+def wait_until_answers(uri: str, timeout_s: float, every_s: float = 5.0) -> bool:
+    """True once the store at ``uri`` answers (a local store at once); False when a tracking
+    server is still unreachable after ``timeout_s``, with a line every minute while it waits.
+
+    Raises:
+        TrackingStoreError: the server answers but refuses us (see :func:`reachable_uri`).
+    """
+    if not uri.startswith(("http://", "https://")):
+        return True
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    started = time.monotonic()
+    said = -1
+    while (problem := _probe(uri)) is not None:
+        waited = time.monotonic() - started
+        if waited >= timeout_s:
+            return False
+        if int(waited // 60) > said:
+            said = int(waited // 60)
+            print(
+                f"MLflow at {redact(uri)} does not answer ({problem}): waiting up to "
+                f"{timeout_s - waited:.0f} s more to upload the run's last metric points and files",
+                flush=True,
+            )
+        time.sleep(min(every_s, max(0.0, timeout_s - waited)))
+    return True
 
 
 def _probe(uri: str) -> str | None:

@@ -341,13 +341,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                     device,
                 )
             checkpoint = last or _due(config.checkpoint.every_epochs, epoch)
-            if logger is not None and checkpoint:
-                logger.persist()  # queued points to local disk: a restart from this checkpoint loses none
-            _report(model, optimizer, step, epoch + 1, report, rank, checkpoint)
+            _log_and_report(logger, model, optimizer, step, epoch + 1, report, rank, checkpoint)
             if rollback and checkpoint:
                 snapshot = _snapshot(model, optimizer, step, epoch + 1)
-            if logger is not None:
-                logger.log(report, step)
             if progress is not None:
                 progress.epoch_done(epoch + 1, step, report)
             epoch += 1
@@ -377,6 +373,26 @@ def _epoch_metrics(metrics: dict[str, float], epoch: int, step: int, seconds: fl
         if key in metrics:
             report[f"monitor/{key}"] = metrics[key]
     return report
+
+
+def _log_and_report(
+    logger: MetricLogger | None,
+    model,
+    optimizer,
+    step: int,
+    epoch: int,
+    metrics: dict,
+    rank: int,
+    checkpoint: bool,
+) -> None:
+    """Rank 0 queues the epoch's points and, before a checkpoint, puts them on local disk; then
+    every rank reports. In this order because a worker killed once its checkpoint is reported
+    resumes after this epoch and never computes these points again (the pending file has them)."""
+    if logger is not None:
+        logger.log(metrics, step)
+        if checkpoint:
+            logger.persist()
+    _report(model, optimizer, step, epoch, metrics, rank, checkpoint)
 
 
 def _report(model, optimizer, step: int, epoch: int, metrics: dict, rank: int, checkpoint: bool) -> None:
