@@ -236,11 +236,13 @@ def test_metric_logger_persist__waits_until_the_batch_the_sender_took_is_in_the_
     assert logger.close() == 1  # the server is still down: kept for the next start
 
 
-def test_log_and_report__the_epochs_points_are_on_disk_before_its_checkpoint_is_reported(
-    tmp_path, monkeypatch
+@pytest.mark.parametrize("server_up", [False, True])
+def test_log_and_report__the_epochs_points_are_kept_before_the_epoch_is_reported(
+    tmp_path, monkeypatch, server_up
 ):
-    # A worker killed once the epoch-3 checkpoint is reported resumes after epoch 3: the pending
-    # file is the only place its points can still come from (CI lost step 24 this way).
+    # A worker killed once the epoch-3 checkpoint is reported resumes after epoch 3, and Tune may
+    # kill a trial on any report (ASHA): the points must be in MLflow already, or (server down)
+    # in the pending file (CI lost step 24 when they were logged after the report).
     from pipelines.train import worker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -248,12 +250,44 @@ def test_log_and_report__the_epochs_points_are_on_disk_before_its_checkpoint_is_
     spool = tmp_path / "pending.jsonl"
     logger = MetricLogger(uri, run_id, spool=spool)
     logger.client = FlakyClient(logger.client)
-    logger.client.down = True
+    logger.client.down = not server_up
     logger.start()
-    at_report: list[tuple[bool, list]] = []
-    monkeypatch.setattr(worker, "_report", lambda *args: at_report.append((args[-1], pending_points(spool))))
-    worker._log_and_report(logger, None, None, 24, 3, {"train/loss": 2.5, "eval/knn_top1": 0.6}, 0, True)
-    assert at_report == [(True, [("eval/knn_top1", 24), ("train/loss", 24)])]
+    at_report: list[tuple] = []
+
+    def report(*args):
+        steps = {
+            k: [m.step for m in logger.client.get_metric_history(run_id, k)]
+            for k in ("train/loss", "eval/knn_top1")
+        }
+        at_report.append((args[-1], pending_points(spool), steps))
+
+    monkeypatch.setattr(worker, "_report", report)
+    for checkpoint in (False, True):
+        worker._log_and_report(
+            logger,
+            None,
+            None,
+            8 * (1 + checkpoint),
+            1 + checkpoint,
+            {"train/loss": 2.5, "eval/knn_top1": 0.6},
+            0,
+            checkpoint,
+        )
+    if server_up:
+        assert at_report == [
+            (False, [], {"train/loss": [8], "eval/knn_top1": [8]}),
+            (True, [], {"train/loss": [8, 16], "eval/knn_top1": [8, 16]}),
+        ]
+    else:
+        empty = {"train/loss": [], "eval/knn_top1": []}
+        assert at_report == [
+            (False, [("eval/knn_top1", 8), ("train/loss", 8)], empty),
+            (
+                True,
+                [("eval/knn_top1", 8), ("eval/knn_top1", 16), ("train/loss", 8), ("train/loss", 16)],
+                empty,
+            ),
+        ]
     logger.close()
 
 

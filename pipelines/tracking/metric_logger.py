@@ -133,6 +133,17 @@ class MetricLogger:
             self._replay()
         return self.pending()
 
+    def wait_sent(self, timeout: float) -> bool:
+        """Wait (up to ``timeout``; the caller never touches the network) until the sender has
+        uploaded every queued and pending point; False at once while the server does not answer,
+        or when the time runs out (the points stay pending)."""
+        deadline = time.monotonic() + timeout
+        while not self._down and time.monotonic() < deadline:
+            if self._unsent == 0 and not self._has_pending():
+                return True
+            time.sleep(0.02)
+        return False
+
     def close(self, timeout: float = 60.0) -> int:
         """Stop the sender, move what is queued to the pending file and replay it once; returns
         the points still pending (they stay in the file for the next ``start``)."""

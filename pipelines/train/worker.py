@@ -40,6 +40,7 @@ from pipelines.train.cluster import quiet_ray
 
 LOG = logging.getLogger(__name__)
 PRECISION = {"fp32": None, "bf16": torch.bfloat16}
+SEND_WAIT_S = 10.0  # at an epoch end: how long the epoch's points may take to reach MLflow before the report
 
 
 def build_model(config: ExperimentConfig, world_size: int) -> torch.nn.Module:
@@ -385,13 +386,15 @@ def _log_and_report(
     rank: int,
     checkpoint: bool,
 ) -> None:
-    """Rank 0 queues the epoch's points and, before a checkpoint, puts them on local disk; then
-    every rank reports. In this order because a worker killed once its checkpoint is reported
-    resumes after this epoch and never computes these points again (the pending file has them)."""
+    """Rank 0 puts the epoch's points on local disk and gives the sender up to ``SEND_WAIT_S`` to
+    upload them (none while MLflow does not answer); then every rank reports. In this order
+    because a worker killed once its checkpoint is reported resumes after this epoch and never
+    computes these points again (the pending file has them), and because Tune may stop a trial on
+    this report (ASHA) and kill it before a later upload."""
     if logger is not None:
         logger.log(metrics, step)
-        if checkpoint:
-            logger.persist()
+        logger.persist()
+        logger.wait_sent(SEND_WAIT_S)
     _report(model, optimizer, step, epoch, metrics, rank, checkpoint)
 
 
