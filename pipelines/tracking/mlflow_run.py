@@ -82,7 +82,6 @@ def wait_until_answers(uri: str, timeout_s: float, every_s: float = 5.0) -> bool
     """
     if not uri.startswith(("http://", "https://")):
         return True
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     started = time.monotonic()
     said = -1
     while (problem := _probe(uri)) is not None:
@@ -115,7 +114,7 @@ def _probe(uri: str) -> str | None:
             "/api/2.0/mlflow/experiments/search",
             "GET",
             max_retries=0,
-            timeout=float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]),
+            timeout=float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")),
             raise_on_status=False,
             params={"max_results": 1},
         )
