@@ -25,6 +25,7 @@ from pipelines.tracking.mlflow_run import (
     TrackingUnavailableError,
     default_tracking_uri,
     end_run,
+    fail_run,
     log_artifacts,
     log_corpus_input,
     log_text,
@@ -206,7 +207,7 @@ def pretrain(
     try:
         result = build_trainer(config, datasets, run_dir, run_id, uri, stop_after_epochs).fit()
     except BaseException:
-        end_run(uri, run_id, "FAILED")
+        fail_run(uri, run_id)
         raise
     finally:
         # Ray: fit() leaves its Ctrl-C handler installed, and the handler holds the finished

@@ -20,6 +20,7 @@ from pipelines.tracking.mlflow_run import (
     TrackingStoreError,
     TrackingUnavailableError,
     end_run,
+    fail_run,
     reachable_uri,
     redact,
     start_run,
@@ -418,6 +419,57 @@ def test_finish_run__a_server_still_down_at_the_end_keeps_the_encoder_and_the_pe
         saved["weight"], torch.load(checkpoint_dir / "encoder.pt", weights_only=True)["weight"]
     )
     assert json.loads(pending.read_text()) == line  # nothing dropped
+
+
+def test_fail_run__marks_a_running_run_failed_and_leaves_a_closed_one_as_it_is(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    running = start_run(uri, "e", "crashed", {}, {})
+    stopped = start_run(uri, "e", "stopped-by-tune", {}, {})
+    end_run(uri, stopped, "KILLED")
+    fail_run(uri, running)
+    fail_run(uri, stopped)
+    client = MlflowClient(uri)
+    assert client.get_run(running).info.status == "FAILED"
+    assert client.get_run(stopped).info.status == "KILLED"
+
+
+def test_pretrain__a_training_error_is_the_one_raised_when_mlflow_is_down_at_that_moment(
+    tmp_path, monkeypatch, capsys
+):
+    from types import SimpleNamespace
+
+    from pipelines import run
+
+    class Stays(BehindAProxy):
+        down_for, seen = 10**9, 0
+
+    class FailingTrainer:
+        def fit(self):
+            raise ValueError("the training error")
+
+    server, uri = serve(Stays)
+    datasets = SimpleNamespace(report=SimpleNamespace(bad=0), num_train_rows=8)
+    for name, stub in {
+        "check_model_builds": lambda config: None,
+        "tracking_store": lambda *args: (uri, None, False),
+        "connect": lambda: "a stub cluster",
+        "quiet_ray": lambda: None,
+        "check_capacity": lambda *args, **kwargs: None,
+        "build_datasets": lambda config: datasets,
+        "open_run": lambda *args, **kwargs: "r1",
+        "log_corpus_input": lambda *args: None,
+        "log_corpus_report": lambda *args: None,
+        "build_trainer": lambda *args: FailingTrainer(),
+    }.items():
+        monkeypatch.setattr(run, name, stub)
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
+    try:
+        with pytest.raises(ValueError, match="the training error"):
+            run.pretrain(config, tmp_path / "runs" / "crashed")
+    finally:
+        server.shutdown()
+    assert f"MLflow at {uri}: run r1 could not be marked FAILED" in capsys.readouterr().out
+    assert Stays.seen == 1  # asked once, not retried for minutes
 
 
 def test_pretrain__a_server_answering_401_fails_before_any_ray_work_naming_the_uri_and_what_to_set(

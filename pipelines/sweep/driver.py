@@ -35,7 +35,14 @@ from pipelines.sweep.space import (
     trial_overrides,
     validate_space,
 )
-from pipelines.tracking.mlflow_run import default_tracking_uri, end_run, log_artifacts, reopen_run, start_run
+from pipelines.tracking.mlflow_run import (
+    default_tracking_uri,
+    end_run,
+    fail_run,
+    log_artifacts,
+    reopen_run,
+    start_run,
+)
 from pipelines.train.cluster import connect, quiet_ray
 from pipelines.train.trainer import build_trainer, check_model_builds
 
@@ -109,8 +116,7 @@ def run_trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
     except BaseException:
         # An ASHA stop also ends here (Tune exits the trial); the driver's TrialMlflowRuns may have
         # closed the run as KILLED already, and overrides this FAILED when it runs later.
-        if MlflowClient(uri).get_run(run_id).info.status == "RUNNING":
-            end_run(uri, run_id, "FAILED")
+        fail_run(uri, run_id)
         raise
     epochs = int(result.metrics.get("train/epoch", 0))
     # An ASHA stop that reached the workers after their last epoch: the driver's TrialMlflowRuns has
@@ -376,7 +382,7 @@ def finish_sweep(results, space: SweepSpace, state: dict[str, Any]) -> dict[str,
         best, best_path = write_best(rows, sweep_dir, space.metric, space.mode)
     except BaseException:
         log_artifacts(uri, parent, [local / "summary.md"])
-        end_run(uri, parent, "FAILED")
+        fail_run(uri, parent)
         raise
     log_artifacts(uri, parent, [local / "summary.md", local / "best_config.yaml"])
     MlflowClient(uri).log_metric(parent, f"best/{space.metric}", float(best["final"]))

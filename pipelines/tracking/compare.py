@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from pipelines.tracking.mlflow_run import end_run, log_artifacts, redact, start_run
+from pipelines.tracking.mlflow_run import end_run, fail_run, log_artifacts, redact, start_run
 
 KNN, EPOCH, THROUGHPUT = "eval/knn_top1", "train/epoch", "data/images_per_s"
 COLUMNS = ("method", "run", "kNN", "linear", "1% FT", "10% FT", "images/s", "wall time", "GPU h", "CPU h")
@@ -280,7 +280,7 @@ def _log_report(uri: str, experiment: str, rows: list[Row], files: list[Path], s
     try:
         log_artifacts(uri, run_id, files)
     except BaseException:
-        end_run(uri, run_id, "FAILED")
+        fail_run(uri, run_id)
         raise
     end_run(uri, run_id)
     return run_id

@@ -264,3 +264,17 @@ def reopen_run(uri: str, run_id: str) -> None:
 
 def end_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
     MlflowClient(uri).set_terminated(run_id, status)
+
+
+def fail_run(uri: str, run_id: str) -> None:
+    """Mark a run FAILED on an error path unless something closed it already (a Tune stop closes a
+    trial's run KILLED). Never raises: the error being handled is the one to show. A tracking server
+    that does not answer is asked once, not retried, and gets one line: the run stays RUNNING."""
+    try:
+        problem = "it does not answer" if not wait_until_answers(uri, 0) else None
+        if problem is None and MlflowClient(uri).get_run(run_id).info.status == "RUNNING":
+            end_run(uri, run_id, "FAILED")
+    except Exception as error:  # noqa: BLE001  (refused, or gone between the probe and the update)
+        problem = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    if problem is not None:
+        print(f"MLflow at {redact(uri)}: run {run_id} could not be marked FAILED ({problem})", flush=True)
