@@ -2,6 +2,7 @@
 the run at its step before touching the weights, runs are reproducible."""
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +232,30 @@ def test_roll_back__restores_weights_optimizer_queue_and_rng_from_the_snapshot()
     for p, m in zip(trained, want_momentum):
         assert torch.equal(optimizer.state[p]["momentum_buffer"], m)
     assert torch.equal(torch.rand(3), want_draw)
+
+
+def test_rollback__goes_back_to_the_last_kept_state_at_a_lower_rate_at_most_max_rollbacks_times():
+    from pipelines.config import load_config
+    from pipelines.train.worker import _Rollback
+
+    config = load_config(
+        Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml",
+        ["train.on_non_finite=rollback", "train.max_rollbacks=2", "train.rollback_lr_factor=0.5"],
+    )
+    model = tiny_simclr()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedules = StepSchedules(np.full(10, 0.1))
+    rollback = _Rollback(config, model, optimizer, step=0, epoch=0)
+    train_steps(model, optimizer, batches(2), lambda v: (v, None), schedules, 0)
+    rollback.keep(model, optimizer, step=2, epoch=1)
+    kept = {k: v.clone() for k, v in model.state_dict().items()}
+    error, cpu = NonFiniteLossError(step=3, method="simclr", last_metrics={}), torch.device("cpu")
+    for count in (1, 2):
+        train_steps(model, optimizer, batches(1, seed=count), lambda v: (v, None), schedules, 2)
+        step, epoch, schedules = rollback.recover(error, model, optimizer, cpu, schedules, None)
+        assert (step, epoch) == (2, 1) and np.allclose(schedules.lr, 0.1 * 0.5**count)
+        assert all(torch.equal(v, kept[k]) for k, v in model.state_dict().items())
+    assert rollback.recover(error, model, optimizer, cpu, schedules, None) is None  # limit
+    off = load_config(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")  # on_non_finite: stop
+    stops = _Rollback(off, model, optimizer, 0, 0)
+    assert stops.recover(error, model, optimizer, cpu, schedules, None) is None

@@ -1,6 +1,7 @@
 """The function every Ray Train worker runs: build the method, resume, train epoch by epoch,
 evaluate and checkpoint on rank 0. Ray touch points are marked ``# Ray:``."""
 
+import contextlib
 import inspect
 import io
 import itertools
@@ -8,7 +9,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -227,75 +228,133 @@ def _epoch_batches(shard, config: ExperimentConfig, per_worker: int, device, ran
     )
 
 
+@contextlib.contextmanager
 def _rank0_tracking(
     config: ExperimentConfig,
     loop_config: dict[str, Any],
+    rank: int,
     steps_per_epoch: int,
     step: int,
     first_epoch: int,
     skipped: list[str],
-) -> tuple[MetricLogger, RunSystemMetrics, ProgressLine]:
+) -> Iterator[tuple[MetricLogger | None, ProgressLine | None]]:
     """Rank 0's metrics through a sender thread (replaying what a killed predecessor left
-    pending), MLflow's system metrics beside them, and the progress line."""
+    pending), MLflow's system metrics beside them, and the progress line; Nones on other ranks.
+    On the way out, a failed step too, the logger is closed: what MLflow has not taken stays in
+    the pending file (replayed by the driver), no queued point is lost."""
+    if rank != 0:
+        yield None, None
+        return
     uri, run_id, spool = loop_config["tracking_uri"], loop_config["run_id"], loop_config.get("spool")
     logger = MetricLogger(uri, run_id, spool).start()
     machine = RunSystemMetrics(uri, run_id)
     machine.start()
-    if skipped:  # the run says it went back (the warning is in the worker log)
-        logger.tag("checkpoint.skipped_corrupt", "; ".join(skipped))
-        logger.tag("checkpoint.resumed_from_epoch", str(first_epoch))
-    progress = ProgressLine(config.train.epochs, steps_per_epoch, step, config.train.global_batch_size)
-    return logger, machine, progress
+    try:
+        if skipped:  # the run says it went back (the warning is in the worker log)
+            logger.tag("checkpoint.skipped_corrupt", "; ".join(skipped))
+            logger.tag("checkpoint.resumed_from_epoch", str(first_epoch))
+        yield logger, ProgressLine(config.train.epochs, steps_per_epoch, step, config.train.global_batch_size)
+    finally:
+        logger.close()
+        machine.finish()
 
 
-def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    """Ray Train entry point. ``loop_config``: {"config": plain dict, "run_id", "tracking_uri",
-    "num_train_rows", "stop_after_epochs", "clock"}."""
-    config = config_from_dict(loop_config["config"])
+def _quiet_worker() -> None:
+    """Ray's worker noise off; an unreachable MLflow server warns instead of stalling a step."""
     quiet_ray()
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # an unreachable server: warn, don't stall
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-    context = ray.train.get_context()  # Ray: rank and world size
-    rank, world = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()  # Ray: this worker's device
+
+
+def _knn(config: ExperimentConfig, model, eval_split: LabelledSplit, device) -> float:
+    """kNN top-1 of the backbone on the labelled evaluation split (rank 0's progress metric)."""
+    mean, std = normalization(config)
+    e = config.eval
+    return knn_monitor(unwrap(model).backbone, eval_split, mean, std, e.knn_k, e.knn_temperature, device)
+
+
+def _prepared_model(config: ExperimentConfig, world: int) -> torch.nn.Module:
+    """The method in the configured memory format, on this worker's device, wrapped in DDP."""
     method = build_model(config, world)
     if config.train.channels_last:
         video = config.data.source == "video_folder"
         method = method.to(memory_format=torch.channels_last_3d if video else torch.channels_last)
-    model = ray.train.torch.prepare_model(  # Ray: move to device + DDP
+    return ray.train.torch.prepare_model(  # Ray: move to device + DDP
         method, parallel_strategy_kwargs={"find_unused_parameters": method.may_skip_parameters}
     )
-    per_worker = config.train.global_batch_size // world
-    steps_per_epoch = loop_config["num_train_rows"] // config.train.global_batch_size
-    schedules, peak = _schedules(config, steps_per_epoch)
-    optimizer = build_optimizer(
-        unwrap(model), config.train.optimizer, peak, config.train.weight_decay, config.train.momentum
-    )
-    step, first_epoch, skipped = _restore(model, optimizer)
-    prepare, (mean, std) = batch_preparer(config, rank), normalization(config)
-    eval_split = _eval_split(config) if rank == 0 else None
-    logger, machine, progress = (
-        _rank0_tracking(config, loop_config, steps_per_epoch, step, first_epoch, skipped)
-        if rank == 0
-        else (None, None, None)
-    )
 
-    logged_to = [step]  # per-step points up to here are in MLflow: a rollback does not repeat them
+
+def _step_logger(logger: MetricLogger | None, progress: ProgressLine | None, step: int) -> Callable:
+    """``train_steps``'s per-step callback: every 10th step's metrics to MLflow (never one logged
+    before a rollback again) and the progress line within long epochs."""
+    logged_to = [step]
 
     def on_step(global_step: int, metrics: dict[str, float]) -> None:
         if logger is not None and global_step % 10 == 0 and global_step > logged_to[0]:
             logger.log({f"train/step_{k}": v for k, v in metrics.items()}, global_step)
             logged_to[0] = global_step
         if progress is not None:
-            progress.step_done(global_step, metrics)  # a line within long epochs
+            progress.step_done(global_step, metrics)
 
+    return on_step
+
+
+class _Rollback:
+    """``train.on_non_finite: rollback``: every rank keeps its last checkpointed state in memory
+    and goes back to it on a non-finite loss, with the learning rate scaled down, at most
+    ``train.max_rollbacks`` times."""
+
+    def __init__(self, config: ExperimentConfig, model, optimizer, step: int, epoch: int) -> None:
+        self.enabled = config.train.on_non_finite == "rollback"
+        self.limit, self.factor, self.count = config.train.max_rollbacks, config.train.rollback_lr_factor, 0
+        self.snapshot = _snapshot(model, optimizer, step, epoch) if self.enabled else b""
+
+    def keep(self, model, optimizer, step: int, epoch: int) -> None:
+        if self.enabled:
+            self.snapshot = _snapshot(model, optimizer, step, epoch)
+
+    def recover(
+        self, error: NonFiniteLossError, model, optimizer, device, schedules: StepSchedules, logger
+    ) -> tuple[int, int, StepSchedules] | None:
+        """(step, epoch, schedules) to go on from; None when the error is to be raised."""
+        if not self.enabled or self.count >= self.limit:
+            return None
+        self.count += 1
+        step, epoch = _roll_back(model, optimizer, self.snapshot, device)
+        note = (
+            f"non-finite loss at step {error.step}: rolled back to step {step} (epoch {epoch}), "
+            f"learning rate x{self.factor**self.count:g} (rollback {self.count} of {self.limit})"
+        )
+        LOG.warning("%s; last finite metrics: %s", note, error.last_metrics)
+        if logger is not None:
+            logger.tag(f"non_finite.rollback_{self.count}", note)
+            logger.log({"train/rollbacks": float(self.count)}, error.step)
+        return step, epoch, StepSchedules(schedules.lr * self.factor, schedules.weight_decay)
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train entry point. ``loop_config``: {"config": plain dict, "run_id", "tracking_uri",
+    "num_train_rows", "stop_after_epochs", "clock"}."""
+    config = config_from_dict(loop_config["config"])
+    _quiet_worker()
+    context = ray.train.get_context()  # Ray: rank and world size
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()  # Ray: this worker's device
+    model = _prepared_model(config, world)
+    per_worker = config.train.global_batch_size // world
+    steps_per_epoch = loop_config["num_train_rows"] // config.train.global_batch_size
+    schedules, peak = _schedules(config, steps_per_epoch)
+    t = config.train
+    optimizer = build_optimizer(unwrap(model), t.optimizer, peak, t.weight_decay, t.momentum)
+    step, epoch, skipped = _restore(model, optimizer)
+    prepare, eval_split = batch_preparer(config, rank), _eval_split(config) if rank == 0 else None
     shard = ray.train.get_dataset_shard("train")  # Ray: this worker's part of the stream
     stop = loop_config.get("stop_after_epochs")
-    end_epoch = config.train.epochs if stop is None else min(config.train.epochs, first_epoch + stop)
-    rollback = config.train.on_non_finite == "rollback"
-    snapshot = _snapshot(model, optimizer, step, first_epoch) if rollback else b""
-    injector, rollbacks, epoch = NanInjector(config.train.inject_nan_at_step), 0, first_epoch
-    try:  # rank 0's tracking is closed on the way out, a failed step too: no queued point is lost
+    end_epoch = t.epochs if stop is None else min(t.epochs, epoch + stop)
+    rollback, injector = _Rollback(config, model, optimizer, step, epoch), NanInjector(t.inject_nan_at_step)
+    tracking = _rank0_tracking(config, loop_config, rank, steps_per_epoch, step, epoch, skipped)
+    with tracking as (logger, progress):  # closed on the way out, a failed step too
+        on_step = _step_logger(logger, progress, step)
         while epoch < end_epoch:
             batches = _epoch_batches(shard, config, per_worker, device, rank, epoch, loop_config.get("clock"))
             started = time.perf_counter()
@@ -307,51 +366,28 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                     injector.wrap(prepare, step),
                     schedules,
                     step,
-                    PRECISION[config.train.precision],
-                    config.train.grad_clip,
+                    PRECISION[t.precision],
+                    t.grad_clip,
                     on_step,
                 )
             except NonFiniteLossError as error:
-                if not rollback or rollbacks >= config.train.max_rollbacks:
+                restored = rollback.recover(error, model, optimizer, device, schedules, logger)
+                if restored is None:
                     raise
-                rollbacks += 1
-                factor = config.train.rollback_lr_factor
-                step, epoch = _roll_back(model, optimizer, snapshot, device)
-                schedules = StepSchedules(schedules.lr * factor, schedules.weight_decay)
-                note = (
-                    f"non-finite loss at step {error.step}: rolled back to step {step} (epoch {epoch}), "
-                    f"learning rate x{factor**rollbacks:g} "
-                    f"(rollback {rollbacks} of {config.train.max_rollbacks})"
-                )
-                LOG.warning("%s; last finite metrics: %s", note, error.last_metrics)
-                if logger is not None:
-                    logger.tag(f"non_finite.rollback_{rollbacks}", note)
-                    logger.log({"train/rollbacks": float(rollbacks)}, error.step)
+                step, epoch, schedules = restored
                 continue
             step = int(metrics["last_step"])
             report = _epoch_metrics(metrics, epoch, step, time.perf_counter() - started, world)
             last = epoch + 1 == end_epoch
-            if rank == 0 and eval_split is not None and (last or _due(config.eval.every_epochs, epoch)):
-                report["eval/knn_top1"] = knn_monitor(
-                    unwrap(model).backbone,
-                    eval_split,
-                    mean,
-                    std,
-                    config.eval.knn_k,
-                    config.eval.knn_temperature,
-                    device,
-                )
+            if eval_split is not None and (last or _due(config.eval.every_epochs, epoch)):
+                report["eval/knn_top1"] = _knn(config, model, eval_split, device)
             checkpoint = last or _due(config.checkpoint.every_epochs, epoch)
             _log_and_report(logger, model, optimizer, step, epoch + 1, report, rank, checkpoint)
-            if rollback and checkpoint:
-                snapshot = _snapshot(model, optimizer, step, epoch + 1)
+            if checkpoint:
+                rollback.keep(model, optimizer, step, epoch + 1)
             if progress is not None:
                 progress.epoch_done(epoch + 1, step, report)
             epoch += 1
-    finally:
-        if logger is not None:
-            logger.close()  # what MLflow has not taken stays in the pending file, replayed by the driver
-            machine.finish()
 
 
 def _due(every: int, epoch: int) -> bool:
