@@ -8,7 +8,6 @@ Every image backbone maps images (b, c, h, w) to features (b, output_dim); every
 from collections.abc import Callable
 
 import torch
-import torchvision
 from torch import nn
 
 
@@ -40,13 +39,17 @@ class TinyCNN(nn.Module):
         return self.features(x).mean(dim=(2, 3))
 
 
-def _resnet(factory: Callable[..., nn.Module], in_channels: int, small_images: bool) -> nn.Module:
-    """A torchvision ResNet without its classifier (random init, nothing downloaded).
+def _resnet(name: str, in_channels: int, small_images: bool) -> nn.Module:
+    """A torchvision ResNet (``name`` in ``torchvision.models``) without its classifier (random
+    init, nothing downloaded). torchvision is imported here: importing it costs a process
+    1.5 s (it loads ``torch._dynamo``), which the tiny backbones never pay.
 
     ``small_images`` swaps the 7x7/2 stem and max-pool for a 3x3/1 conv and no pool, as in the
     SimCLR paper's CIFAR-10 setup (arXiv 2002.05709, appendix B.9), for 28-64 px inputs.
     """
-    model = factory(weights=None)
+    import torchvision.models
+
+    model = getattr(torchvision.models, name)(weights=None)
     if small_images or in_channels != 3:
         kernel, stride, padding = (3, 1, 1) if small_images else (7, 2, 3)
         model.conv1 = nn.Conv2d(in_channels, 64, kernel, stride, padding, bias=False)
@@ -85,13 +88,16 @@ class TinyCNN3D(nn.Module):
         return self.features(x).mean(dim=(2, 3, 4))
 
 
-def _video_resnet(factory: Callable[..., nn.Module], in_channels: int, small_images: bool) -> nn.Module:
-    """A torchvision video ResNet (R3D-18, R(2+1)D-18; arXiv 1711.11248) without its classifier.
+def _video_resnet(name: str, in_channels: int, small_images: bool) -> nn.Module:
+    """A torchvision video ResNet (``name`` in ``torchvision.models.video``: R3D-18, R(2+1)D-18;
+    arXiv 1711.11248) without its classifier.
 
     ``small_images`` makes the stem's spatial stride 1 (for 32-64 px clips); ``in_channels``
     other than 3 replaces the stem's first convolution.
     """
-    model = factory(weights=None)
+    import torchvision.models.video
+
+    model = getattr(torchvision.models.video, name)(weights=None)
     stem = model.stem[0]
     if small_images or in_channels != 3:
         stride = (1, 1, 1) if small_images else stem.stride
@@ -105,13 +111,11 @@ def _video_resnet(factory: Callable[..., nn.Module], in_channels: int, small_ima
 
 _BACKBONES: dict[str, Callable[[int, bool], nn.Module]] = {
     "tiny_cnn": lambda in_channels, small: TinyCNN(in_channels),
-    "resnet18": lambda in_channels, small: _resnet(torchvision.models.resnet18, in_channels, small),
-    "resnet50": lambda in_channels, small: _resnet(torchvision.models.resnet50, in_channels, small),
+    "resnet18": lambda in_channels, small: _resnet("resnet18", in_channels, small),
+    "resnet50": lambda in_channels, small: _resnet("resnet50", in_channels, small),
     "tiny_cnn3d": lambda in_channels, small: TinyCNN3D(in_channels),
-    "r3d_18": lambda in_channels, small: _video_resnet(torchvision.models.video.r3d_18, in_channels, small),
-    "r2plus1d_18": lambda in_channels, small: _video_resnet(
-        torchvision.models.video.r2plus1d_18, in_channels, small
-    ),
+    "r3d_18": lambda in_channels, small: _video_resnet("r3d_18", in_channels, small),
+    "r2plus1d_18": lambda in_channels, small: _video_resnet("r2plus1d_18", in_channels, small),
 }
 VIDEO_BACKBONES = frozenset({"tiny_cnn3d", "r3d_18", "r2plus1d_18"})  # input (b, c, t, h, w)
 

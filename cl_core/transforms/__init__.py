@@ -16,7 +16,6 @@ from cl_core.transforms.batched import (
 from cl_core.transforms.clips import ClipRecipe, augment_clip_pair, augment_clips
 from cl_core.transforms.params import ViewParams, ViewRecipe
 from cl_core.transforms.recipes import RECIPES, build_recipe, byol, moco_v2, multicrop, none, simclr
-from cl_core.transforms.reference import reference_views
 
 __all__ = [
     "RECIPES",
@@ -39,3 +38,13 @@ __all__ = [
     "sample_crop_boxes",
     "simclr",
 ]
+
+
+def __getattr__(name: str):
+    """``reference_views`` (torchvision's transforms) is imported on first use: importing
+    torchvision costs a process 1.5 s, which the training and data workers never need."""
+    if name == "reference_views":
+        from cl_core.transforms.reference import reference_views
+
+        return reference_views
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
 
 from cl_core.transforms.params import ViewParams
 
@@ -109,6 +108,8 @@ def resized_crops(
                 crop, size=(size, size), mode="bilinear", align_corners=False, antialias=antialias
             )[0]
         return out
+    from torchvision.ops import roi_align  # here: a CPU data task never pays torchvision's import
+
     floats = images.float()
     boxes = boxes.to(device=images.device, dtype=floats.dtype)
     top, left, height, width = boxes.unbind(dim=1)
