@@ -28,6 +28,18 @@ def test_cl_core__imports_without_ray_and_mlflow():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+def test_workers__import_no_torchvision_until_a_resnet_or_an_accelerator_crop_needs_it():
+    # torchvision's import loads torch._dynamo (1.5 s a process): Train workers and data tasks
+    # of the tiny backbones never pay it, and the lazy names still resolve.
+    code = (
+        "import sys, cl_core, pipelines.train.worker, pipelines.data.build; "
+        "assert 'torchvision' not in sys.modules, 'imported eagerly'; "
+        "from cl_core.transforms import reference_views; from cl_core import build_backbone; "
+        "build_backbone('resnet18', 1, True); assert 'torchvision' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
 def test_ci__runs_the_readme_test_command_exactly():
     commands = readme_commands()
     test_commands = [c for c in commands if "pytest" in c]
