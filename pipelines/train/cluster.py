@@ -30,9 +30,14 @@ def connect(num_cpus: int | None = None) -> str:
     }
     if ray.is_initialized():
         return "the Ray instance already initialised in this process"
+    # A running cluster's processes were not started from this environment: the job's runtime
+    # env quiets Ray Data in the job's actors and tasks ("Dataset ... execution finished" lines),
+    # unless the user set its logging (then set on the cluster or in the job's env vars).
+    user_set = "RAY_DATA_LOGGING_CONFIG" in os.environ or "RAY_DATA_LOG_LEVEL" in os.environ
+    job_env = None if user_set else {"env_vars": {"RAY_DATA_LOG_LEVEL": "WARNING"}}
     quiet_local_instance()
     try:
-        ray.init(address="auto", **quiet)  # Ray: an existing cluster
+        ray.init(address="auto", runtime_env=job_env, **quiet)  # Ray: an existing cluster
         return f"the running Ray cluster at {ray.get_runtime_context().gcs_address}"
     except ConnectionError:
         pass
