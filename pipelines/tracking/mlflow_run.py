@@ -57,8 +57,7 @@ def reachable_uri(uri: str, fallback_dir: str | Path) -> str:
     """
     if not uri.startswith(("http://", "https://")):
         return uri
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # MLflow's default backs off for minutes
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    bound_requests()
     problem = _probe(uri)
     if problem is None:
         return uri
@@ -67,6 +66,13 @@ def reachable_uri(uri: str, fallback_dir: str | Path) -> str:
         "MLflow at %s does not answer (%s); this run is tracked in %s instead", redact(uri), problem, local
     )
     return local
+
+
+def bound_requests() -> None:
+    """This process's MLflow client gives up on a server that does not answer after 2 retries of
+    20 s (MLflow's default backs off for minutes), unless the user set those variables."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 
 class TrackingUnavailableError(RuntimeError):

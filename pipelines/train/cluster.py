@@ -33,8 +33,7 @@ def connect(num_cpus: int | None = None) -> str:
     # A running cluster's processes were not started from this environment: the job's runtime
     # env quiets Ray Data in the job's actors and tasks ("Dataset ... execution finished" lines),
     # unless the user set its logging (then set on the cluster or in the job's env vars).
-    user_set = "RAY_DATA_LOGGING_CONFIG" in os.environ or "RAY_DATA_LOG_LEVEL" in os.environ
-    job_env = None if user_set else {"env_vars": {"RAY_DATA_LOG_LEVEL": "WARNING"}}
+    job_env = None if _ray_data_logging_set() else {"env_vars": {"RAY_DATA_LOG_LEVEL": "WARNING"}}
     quiet_local_instance()
     try:
         ray.init(address="auto", runtime_env=job_env, **quiet)  # Ray: an existing cluster
@@ -46,13 +45,18 @@ def connect(num_cpus: int | None = None) -> str:
     return LOCAL_INSTANCE
 
 
+def _ray_data_logging_set() -> bool:
+    """The user chose Ray Data's logging (a config file or a level): we leave it as set."""
+    return "RAY_DATA_LOGGING_CONFIG" in os.environ or "RAY_DATA_LOG_LEVEL" in os.environ
+
+
 def quiet_local_instance() -> None:
     """The environment a local instance's processes inherit (set before ``ray.init`` starts it):
     Ray Data's console log from WARNING up (its file log as by default) without the one-off
     "Progress bars disabled" line, and no deprecation warnings of Ray's internal calls. Set
     ``RAY_DATA_LOGGING_CONFIG`` or ``PYTHONWARNINGS`` yourself to keep them."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
-    if "RAY_DATA_LOGGING_CONFIG" in os.environ or "RAY_DATA_LOG_LEVEL" in os.environ:
+    if _ray_data_logging_set():
         return
     try:
         from ray.data._internal.logging import DEFAULT_CONFIG

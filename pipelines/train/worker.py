@@ -6,7 +6,6 @@ import inspect
 import io
 import itertools
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from cl_core.transforms.stages import device_views
 from pipelines.config import ExperimentConfig, config_from_dict, normalization, recipe_from_config
 from pipelines.data.epochs import set_epoch
 from pipelines.tracking.metric_logger import MetricLogger
+from pipelines.tracking.mlflow_run import bound_requests
 from pipelines.tracking.progress import ProgressLine
 from pipelines.tracking.system_metrics import RunSystemMetrics
 from pipelines.train.checkpoints import (
@@ -262,8 +262,7 @@ def _rank0_tracking(
 def _quiet_worker() -> None:
     """Ray's worker noise off; an unreachable MLflow server warns instead of stalling a step."""
     quiet_ray()
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    bound_requests()
 
 
 def _knn(config: ExperimentConfig, model, eval_split: LabelledSplit, device) -> float:
