@@ -230,6 +230,12 @@ def pretrain(
         + (f", kNN top-1 {knn:.4f}" if knn is not None else "")
         + f"; encoder: {encoder}"
     )
+    print_where(uri, run_id, fallback)
+    return metrics
+
+
+def print_where(uri: str, run_id: str, fallback: bool) -> None:
+    """The end of a job's output: where its run is and how to open it in MLflow's UI."""
     if fallback:
         print(f"MLflow did not answer at the start: this run is in the fallback store {uri}", flush=True)
     page = ui_page(uri, run_id)
@@ -238,7 +244,6 @@ def pretrain(
         print(f"  then http://127.0.0.1:5000/{page}", flush=True)
     else:
         print(f"open the UI: {redact(uri).rstrip('/')}/{page}", flush=True)
-    return metrics
 
 
 def ui_page(uri: str, run_id: str) -> str:
