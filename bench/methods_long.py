@@ -66,6 +66,7 @@ def settings_of(config: ExperimentConfig) -> PretrainSettings:
         warmup_epochs=t.warmup_epochs,
         grad_clip=t.grad_clip,
         seed=t.seed,
+        channels_last=t.channels_last,
     )
 
 

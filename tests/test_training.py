@@ -158,6 +158,44 @@ def test_pretrain__resumed_from_its_epoch_checkpoint_ends_as_an_unbroken_run(tmp
     assert int(got["queue.filled"]) > 0  # the queue trained: its state is not the initial one
 
 
+def test_pretrain__channels_last_trains_the_same_and_resumes_a_contiguous_checkpoint(tmp_path):
+    # The memory format changes the speed, not the result: a contiguous run killed after its
+    # first epoch resumes channels-last (its weights then channels-last) and ends as the unbroken
+    # contiguous run does, up to float rounding.
+    images = torch.randint(0, 256, (64, 1, 16, 16), dtype=torch.uint8)
+    recipe = build_recipe("simclr", size=12, blur_prob=0.0)
+    contiguous = PretrainSettings(epochs=3, batch_size=16, seed=3, base_lr=0.5, channels_last=False)
+    unbroken = tiny_simclr()
+    expected = pretrain(unbroken, images, recipe, contiguous, (0.5,), (0.25,))
+    assert unbroken.backbone.features[3].weight.is_contiguous()
+
+    def die_after_epoch_1(metrics):
+        if metrics["epoch"] == 1:
+            raise Killed
+
+    path = tmp_path / "run.pt"
+    with pytest.raises(Killed):
+        pretrain(
+            tiny_simclr(),
+            images,
+            recipe,
+            contiguous,
+            (0.5,),
+            (0.25,),
+            on_epoch_end=die_after_epoch_1,
+            checkpoint=path,
+        )
+    resumed = tiny_simclr()
+    last = PretrainSettings(epochs=3, batch_size=16, seed=3, base_lr=0.5, channels_last=True)
+    history = pretrain(resumed, images, recipe, last, (0.5,), (0.25,), checkpoint=path)
+    conv = resumed.backbone.features[3].weight  # (64, 32, 3, 3)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert len(history) == 3
+    np.testing.assert_allclose([m["loss"] for m in history], [m["loss"] for m in expected], rtol=1e-4)
+    for key, want in unbroken.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], want, rtol=1e-3, atol=1e-4, msg=key)
+
+
 def test_pretrain__refuses_a_checkpoint_from_other_settings(tmp_path):
     images = torch.randint(0, 256, (64, 1, 16, 16), dtype=torch.uint8)
     recipe = build_recipe("simclr", size=12, blur_prob=0.0)

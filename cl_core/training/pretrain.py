@@ -38,6 +38,10 @@ class PretrainSettings:
         warmup_epochs: linear warmup before the cosine decay.
         grad_clip: max global gradient norm, or None.
         seed: seeds the model-independent randomness (shuffling and augmentation).
+        channels_last: weights and views in the channels-last memory format (``channels_last_3d``
+            for a video method); the same computation, faster on CPUs and GPUs alike (1.2-1.4x
+            per step on one CPU thread: ``bench/channels_last.py``). Not part of a checkpoint's
+            identity: a run may resume in the other format.
         knn_k: neighbours of the kNN monitor.
         knn_temperature: temperature of the kNN monitor.
     """
@@ -52,6 +56,7 @@ class PretrainSettings:
     warmup_epochs: float = 0.0
     grad_clip: float | None = None
     seed: int = 0
+    channels_last: bool = True
     knn_k: int = 200
     knn_temperature: float = 0.1
 
@@ -135,7 +140,8 @@ def pretrain(
             or a ``checkpoint`` from other settings or another dataset size.
     """
     _check_inputs(method, images, labels, settings)
-    method.to(device)
+    fmt = _memory_format(method, settings.channels_last)
+    method.to(device, memory_format=fmt)
     generator = torch.Generator().manual_seed(settings.seed)
     schedules, peak = _schedules(settings, images.shape[0] // settings.batch_size)
     by_index = getattr(method, "needs_indices", False)
@@ -143,7 +149,7 @@ def pretrain(
 
     def prepare(index: torch.Tensor) -> Batch:
         views = make_views(images[index], recipe, generator)  # list of (b, c, s, s) in [0, 1]
-        views = [normalize(v, mean, std).to(device, non_blocking=True) for v in views]
+        views = [normalize(v, mean, std).to(device, non_blocking=True, memory_format=fmt) for v in views]
         if by_index:
             return views, index.to(device)
         targets = labels[index].to(device) if labels is not None else None
@@ -198,9 +204,18 @@ def _schedules(settings: PretrainSettings, steps_per_epoch: int) -> tuple[StepSc
     ), peak
 
 
+def _memory_format(method, channels_last: bool) -> torch.memory_format:
+    if not channels_last:
+        return torch.contiguous_format
+    return torch.channels_last_3d if getattr(method, "video", False) else torch.channels_last
+
+
 def _identity(settings: PretrainSettings, n: int) -> dict:
-    """What a checkpoint must match to be resumed: the settings and the dataset size."""
-    return dataclasses.asdict(settings) | {"dataset_size": n}
+    """What a checkpoint must match to be resumed: the settings (but the memory format, which
+    changes no result) and the dataset size."""
+    identity = dataclasses.asdict(settings) | {"dataset_size": n}
+    del identity["channels_last"]
+    return identity
 
 
 def _save(path: Path, method, optimizer, generator, settings, n: int, history: list) -> None:

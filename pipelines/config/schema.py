@@ -74,7 +74,8 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     grad_clip: float | None = None
     precision: str = "fp32"  # fp32 | bf16 (autocast)
-    channels_last: bool = False
+    # weights and views channels-last: same result, 1.2-1.4x per step on a CPU thread (bench/channels_last.py)
+    channels_last: bool = True
     # SyncBN under DDP on GPUs; None (auto): on when scaling.num_workers > 1 with use_gpu for methods whose
     # papers normalise over the global batch (Method.sync_batchnorm_by_default)
     sync_batchnorm: bool | None = None

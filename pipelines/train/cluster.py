@@ -71,7 +71,9 @@ def quiet_local_instance() -> None:
 
 
 def check_capacity(config: ExperimentConfig, fixed: bool) -> None:
-    """Fail before any Ray work when the Train workers can never all be placed.
+    """Fail before any Ray work when the Train workers can never all be placed, or when they
+    leave no CPU for a Ray Data task on a cluster without a data tier (``placement.data_resource``
+    unset: the tasks share the workers' nodes, and a stream that cannot start hangs the run).
 
     Args:
         config: the experiment.
@@ -83,8 +85,9 @@ def check_capacity(config: ExperimentConfig, fixed: bool) -> None:
     """
     have = ray.cluster_resources()  # Ray: the cluster's total resources now
     s, role = config.scaling, config.placement.train_resource
+    data_cpu = 0.0 if config.placement.data_resource else config.augment.cpus_per_task
     need = {
-        "CPU": s.num_workers * s.cpus_per_worker,
+        "CPU": s.num_workers * s.cpus_per_worker + data_cpu,
         **({"GPU": float(s.num_workers)} if s.use_gpu else {}),
         **({role: float(s.num_workers)} if role else {}),
     }
@@ -99,9 +102,12 @@ def check_capacity(config: ExperimentConfig, fixed: bool) -> None:
         else "scaling.num_workers"
     )
     detail = ", ".join(f"{k}: needs {v:g}, the cluster has {h:g}" for k, (v, h) in short.items())
+    data_short = data_cpu > 0 and "CPU" in short
+    data = f" and a Ray Data task x {data_cpu:g} CPU (augment.cpus_per_task)" if data_short else ""
     message = (
         f"{key}: {s.num_workers} Train workers x {s.cpus_per_worker:g} CPU{' + 1 GPU' if s.use_gpu else ''}"
-        f" do not fit ({detail}); lower scaling.num_workers / scaling.cpus_per_worker or add nodes"
+        f"{data} do not fit ({detail}); lower scaling.num_workers / scaling.cpus_per_worker"
+        f"{' / augment.cpus_per_task' if data_short else ''} or add nodes"
     )
     if fixed:
         raise ConfigError(message)
