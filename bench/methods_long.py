@@ -5,6 +5,8 @@ training images, scored by kNN (k=200, T=0.1) and a linear probe on the 10k test
     .venv/bin/python bench/methods.py --budget long --epochs 1 --limit 2000 --eval-train-size 2000
     .venv/bin/python bench/methods.py --budget long --device cuda                   # on a GPU
     .venv/bin/python bench/methods.py --budget long --table-only --update-readme    # no training
+    .venv/bin/python bench/methods.py --budget long --epochs 40 --methods simclr \
+        --results bench/results/methods_long_40ep.json --update-readme   # a longer budget, own table
 
 Each method trains single-process with the cl_core trainer (``cl_core.training.pretrain``, no Ray:
 the long budget is compute, not pipeline) on the settings of its ``configs/<method>_fmnist.yaml``
@@ -17,7 +19,8 @@ holds. Within a method, epoch by epoch: its training state after each epoch wait
 ``<results>.<method>.partial.pt`` beside the results file until the row is written, and a rerun
 continues from it (a killed run loses one epoch at most, and ends as an unbroken one would).
 The Markdown table is generated from that file, never typed, and written beside it (and into
-README.md between the ``bench:methods-long`` markers with ``--update-readme``).
+README.md between the ``bench:methods-long`` markers with ``--update-readme``; another results
+file's table goes between its own markers, ``bench:methods-long-40ep`` for ``methods_long_40ep.json``).
 """
 
 import json
@@ -213,13 +216,19 @@ def main(args) -> str:
     args.results.with_suffix(".md").write_text(text)
     print("\n" + text, flush=True)
     if args.update_readme:
-        update_readme("methods-long", text)
+        update_readme(readme_block(args.results), text)
     return text
 
 
 def partial_checkpoint(results: Path, name: str) -> Path:
     """Where a method's unfinished training state waits beside the results file."""
     return results.with_name(f"{results.stem}.{name}.partial.pt")
+
+
+def readme_block(results: Path) -> str:
+    """The README block a results file's table goes to: ``methods-long`` for the 20-epoch
+    ``methods_long.json``, ``methods-long-40ep`` for a longer budget's ``methods_long_40ep.json``."""
+    return results.stem.replace("_", "-")
 
 
 def update_readme(block: str, text: str) -> None:

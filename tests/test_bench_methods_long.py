@@ -36,6 +36,13 @@ def test_table__sorts_methods_by_knn_keeps_references_last_and_names_the_missing
     assert lines[-1] == "Not run yet: byol."
 
 
+def test_readme_block__each_results_file_has_its_own_block():
+    assert methods_long.readme_block(methods_long.ROOT / "bench/results/methods_long.json") == "methods-long"
+    assert methods_long.readme_block(methods_long.ROOT / "bench/results/methods_long_40ep.json") == (
+        "methods-long-40ep"
+    )
+
+
 def test_tune_long__table_gives_each_finished_setting_against_the_base_in_the_order_asked():
     results = {
         "base": {"knn_top1": 0.740, "linear_top1": 0.800},
