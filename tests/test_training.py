@@ -118,6 +118,17 @@ class Killed(Exception):
     pass
 
 
+def run_until_killed_after(epoch: int, method, images, recipe, settings, path: Path) -> None:
+    """``pretrain`` with its epoch checkpoint at ``path``, killed once ``epoch`` has ended."""
+
+    def die(metrics):
+        if metrics["epoch"] == epoch:
+            raise Killed
+
+    with pytest.raises(Killed):
+        pretrain(method, images, recipe, settings, (0.5,), (0.25,), on_epoch_end=die, checkpoint=path)
+
+
 def test_pretrain__resumed_from_its_epoch_checkpoint_ends_as_an_unbroken_run(tmp_path):
     # MoCo: momentum encoder, queue and its pointer are state too; the resumed model starts
     # from other weights, so everything it ends with must come from the checkpoint.
@@ -127,22 +138,8 @@ def test_pretrain__resumed_from_its_epoch_checkpoint_ends_as_an_unbroken_run(tmp
     unbroken = tiny_moco(0)
     expected = pretrain(unbroken, images, recipe, settings, (0.5,), (0.25,))
 
-    def die_after_epoch_2(metrics):
-        if metrics["epoch"] == 2:
-            raise Killed
-
     path = tmp_path / "run.pt"
-    with pytest.raises(Killed):
-        pretrain(
-            tiny_moco(0),
-            images,
-            recipe,
-            settings,
-            (0.5,),
-            (0.25,),
-            on_epoch_end=die_after_epoch_2,
-            checkpoint=path,
-        )
+    run_until_killed_after(2, tiny_moco(0), images, recipe, settings, path)
     torch.manual_seed(99)  # the global generator is restored from the checkpoint too
     seen = []
     resumed = tiny_moco(1)
@@ -169,22 +166,8 @@ def test_pretrain__channels_last_trains_the_same_and_resumes_a_contiguous_checkp
     expected = pretrain(unbroken, images, recipe, contiguous, (0.5,), (0.25,))
     assert unbroken.backbone.features[3].weight.is_contiguous()
 
-    def die_after_epoch_1(metrics):
-        if metrics["epoch"] == 1:
-            raise Killed
-
     path = tmp_path / "run.pt"
-    with pytest.raises(Killed):
-        pretrain(
-            tiny_simclr(),
-            images,
-            recipe,
-            contiguous,
-            (0.5,),
-            (0.25,),
-            on_epoch_end=die_after_epoch_1,
-            checkpoint=path,
-        )
+    run_until_killed_after(1, tiny_simclr(), images, recipe, contiguous, path)
     resumed = tiny_simclr()
     last = PretrainSettings(epochs=3, batch_size=16, seed=3, base_lr=0.5, channels_last=True)
     history = pretrain(resumed, images, recipe, last, (0.5,), (0.25,), checkpoint=path)
