@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from cl_core import build_backbone, build_method
+from cl_core import VIDEO_BACKBONES, build_backbone, build_method, memory_format
 
 # (backbone, input channels, one view's batch shape): the Fashion-MNIST configs' tiny CNN, a
 # 3-channel 32 px tiny CNN, the ResNet-18 of the CIFAR-sized configs, the video smoke backbone.
@@ -32,9 +32,7 @@ def step_timer(name: str, channels: int, shape: tuple[int, ...], channels_last: 
     """A function that runs one training step and returns its seconds."""
     torch.manual_seed(0)
     method = build_method("simclr", build_backbone(name, channels, True), hidden_dim=512, projection_dim=128)
-    fmt = torch.contiguous_format
-    if channels_last:
-        fmt = torch.channels_last_3d if len(shape) == 5 else torch.channels_last
+    fmt = memory_format(name in VIDEO_BACKBONES, channels_last)
     method = method.to(device, memory_format=fmt)
     views = [torch.randn(shape, device=device).contiguous(memory_format=fmt) for _ in range(2)]
     optimizer = torch.optim.SGD(method.parameters(), lr=0.01)

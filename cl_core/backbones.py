@@ -120,6 +120,18 @@ _BACKBONES: dict[str, Callable[[int, bool], nn.Module]] = {
 VIDEO_BACKBONES = frozenset({"tiny_cnn3d", "r3d_18", "r2plus1d_18"})  # input (b, c, t, h, w)
 
 
+def memory_format(video: bool, channels_last: bool = True) -> torch.memory_format:
+    """The memory format for a model's weights and its inputs: channels-last (``channels_last_3d``
+    for video backbones' (b, c, t, h, w) clips) or, with ``channels_last`` false, contiguous.
+
+    Channels-last is ~1.2-1.4x faster per training step on CPU (``bench/channels_last.py``) and
+    what cuDNN's tensor-core convolutions want; it changes no result beyond rounding.
+    """
+    if not channels_last:
+        return torch.contiguous_format
+    return torch.channels_last_3d if video else torch.channels_last
+
+
 def available_backbones() -> list[str]:
     """Names accepted by :func:`build_backbone`."""
     return sorted(_BACKBONES)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cl_core import available_backbones, build_backbone
+from cl_core import VIDEO_BACKBONES, available_backbones, build_backbone, memory_format
 
 
 @pytest.mark.parametrize("name", ["tiny_cnn", "resnet18"])
@@ -27,3 +27,20 @@ def test_resnet50__has_2048_features():
 def test_build_backbone__unknown_name_lists_allowed_names():
     with pytest.raises(ValueError, match="allowed: " + ", ".join(available_backbones())):
         build_backbone("vit_h")
+
+
+@pytest.mark.parametrize(("name", "shape"), [("tiny_cnn", (4, 3, 28, 28)), ("tiny_cnn3d", (2, 3, 4, 16, 16))])
+def test_memory_format__channels_last_gives_the_contiguous_features(name, shape):
+    video = name in VIDEO_BACKBONES
+    fmt = memory_format(video)
+    assert fmt == (torch.channels_last_3d if video else torch.channels_last)
+    assert memory_format(video, channels_last=False) == torch.contiguous_format
+    torch.manual_seed(0)
+    net = build_backbone(name, in_channels=3, small_images=True).eval()
+    x = torch.randn(shape)
+    with torch.no_grad():
+        expected = net(x)
+        net = net.to(memory_format=fmt)
+        got = net(x.contiguous(memory_format=fmt))
+    assert next(p for p in net.parameters() if p.dim() == x.dim()).is_contiguous(memory_format=fmt)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from cl_core.backbones import memory_format
 from cl_core.evaluation import extract_features, knn_top1
 from cl_core.optim import build_optimizer, scale_lr, warmup_cosine, weight_decay_schedule
 from cl_core.training.loop import Batch, StepSchedules, train_steps
@@ -140,7 +141,7 @@ def pretrain(
             or a ``checkpoint`` from other settings or another dataset size.
     """
     _check_inputs(method, images, labels, settings)
-    fmt = _memory_format(method, settings.channels_last)
+    fmt = memory_format(method.video, settings.channels_last)
     method.to(device, memory_format=fmt)
     generator = torch.Generator().manual_seed(settings.seed)
     schedules, peak = _schedules(settings, images.shape[0] // settings.batch_size)
@@ -202,12 +203,6 @@ def _schedules(settings: PretrainSettings, steps_per_epoch: int) -> tuple[StepSc
     return StepSchedules(
         lr, weight_decay_schedule(settings.weight_decay, settings.weight_decay_end, total)
     ), peak
-
-
-def _memory_format(method, channels_last: bool) -> torch.memory_format:
-    if not channels_last:
-        return torch.contiguous_format
-    return torch.channels_last_3d if getattr(method, "video", False) else torch.channels_last
 
 
 def _identity(settings: PretrainSettings, n: int) -> dict:

@@ -16,7 +16,7 @@ import ray.train
 import ray.train.torch
 import torch
 
-from cl_core import build_backbone, build_method
+from cl_core import build_backbone, build_method, memory_format
 from cl_core.datasets.permutation import epoch_key
 from cl_core.methods import method_class
 from cl_core.optim import build_optimizer, scale_lr, warmup_cosine, weight_decay_schedule
@@ -80,14 +80,14 @@ def batch_preparer(
     """
     mean, std = normalization(config)
     if config.data.source == "video_folder":
-        fmt = torch.channels_last_3d if config.train.channels_last else torch.contiguous_format
+        fmt = memory_format(video=True, channels_last=config.train.channels_last)
         return lambda batch: (
             [normalize_clips(batch[f"clip_{i}"], mean, std).contiguous(memory_format=fmt) for i in (0, 1)],
             batch["label"],
         )
     recipe = recipe_from_config(config)
     generator = torch.Generator().manual_seed(config.train.seed * 1000 + rank)
-    fmt = torch.channels_last if config.train.channels_last else torch.contiguous_format
+    fmt = memory_format(video=False, channels_last=config.train.channels_last)
     by_index = method_class(config.method.name).needs_indices  # InstDisc: targets are row indices
 
     def prepare(batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -275,9 +275,7 @@ def _knn(config: ExperimentConfig, model, eval_split: LabelledSplit, device) -> 
 def _prepared_model(config: ExperimentConfig, world: int) -> torch.nn.Module:
     """The method in the configured memory format, on this worker's device, wrapped in DDP."""
     method = build_model(config, world)
-    if config.train.channels_last:
-        video = config.data.source == "video_folder"
-        method = method.to(memory_format=torch.channels_last_3d if video else torch.channels_last)
+    method = method.to(memory_format=memory_format(method.video, config.train.channels_last))
     return ray.train.torch.prepare_model(  # Ray: move to device + DDP
         method, parallel_strategy_kwargs={"find_unused_parameters": method.may_skip_parameters}
     )
