@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 IMAGE_METHODS = ("simclr", "moco", "supcon", "byol", "simsiam", "swav", "dino", "vicreg", "barlow_twins")
 #: The long budget runs these too (the quick budget's default list is unchanged).
-LONG_METHODS = (*IMAGE_METHODS, "moco_v3", "nnclr", "instdisc", "triplet")
+#: ``simclr_grid``: SimCLR on the grid-pooled tiny CNN (``configs/simclr_grid_fmnist_long.yaml``).
+LONG_METHODS = (*IMAGE_METHODS, "moco_v3", "nnclr", "instdisc", "triplet", "simclr_grid")
 
 
 def pretrain_and_evaluate(
@@ -157,6 +158,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     long = args.budget == "long"
     args.methods = args.methods or list(LONG_METHODS if long else IMAGE_METHODS)
+    quick_only = [m for m in args.methods if not (ROOT / "configs" / f"{m}_fmnist.yaml").exists()]
+    if not long and quick_only:
+        parser.error(f"--methods {' '.join(quick_only)}: long budget only (no configs/<method>_fmnist.yaml)")
     args.epochs = args.epochs or (20 if long else 1)
     return args
 

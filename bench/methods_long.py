@@ -39,7 +39,10 @@ from cl_core.transforms import normalize
 from pipelines.config import ExperimentConfig, load_config, normalization, recipe_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Reference rows: raw pixels (784 values) and the random-init ``simclr_fmnist.yaml`` backbone
+#: (tiny_cnn); a method on another backbone adds ``random-init <backbone>`` (``references``).
 REFERENCES = ("raw-pixels", "random-init")
+RANDOM_INIT = "random-init"
 
 
 def load_results(path: Path) -> dict[str, dict]:
@@ -100,11 +103,24 @@ def progress_printer(name: str, epochs: int, started: float):
     return report
 
 
+def is_reference(name: str) -> bool:
+    """Whether a row is a reference (raw pixels, a random-init backbone), not a trained method."""
+    return name in REFERENCES or name.startswith(RANDOM_INIT + " ")
+
+
+def references(methods: list[str]) -> list[str]:
+    """The reference rows for ``methods``: ``REFERENCES``, then ``random-init <backbone>`` for
+    each other backbone their configs use (a method is above *its* random-init encoder)."""
+    base = load_config(config_path(RANDOM_INIT)).backbone.name
+    others = {load_config(config_path(m)).backbone.name for m in methods} - {base}
+    return [*REFERENCES, *(f"{RANDOM_INIT} {b}" for b in sorted(others))]
+
+
 def config_path(name: str) -> Path:
     """``configs/<name>_fmnist_long.yaml`` (tuned for this budget) where it exists, else
     ``configs/<name>_fmnist.yaml``; the references use ``simclr_fmnist.yaml``'s backbone and
-    normalisation."""
-    if name in REFERENCES:
+    normalisation (``random-init <backbone>``: that backbone)."""
+    if is_reference(name):
         return ROOT / "configs" / "simclr_fmnist.yaml"
     tuned = ROOT / "configs" / f"{name}_fmnist_long.yaml"
     return tuned if tuned.exists() else ROOT / "configs" / f"{name}_fmnist.yaml"
@@ -117,9 +133,12 @@ def run_one(
     ``overrides`` (``key=value``, after the budget's) change the config (``bench/tune_long.py``);
     ``checkpoint``: the file that holds the training state after each epoch, resumed from when
     it exists (``cl_core.training.pretrain``)."""
-    reference = name in REFERENCES
+    reference = is_reference(name)
     budget = [f"train.epochs={args.epochs}", f"data.limit={args.limit}"]
-    overrides = [] if reference else [*budget, *overrides]
+    overrides = [*budget, *overrides]
+    if reference:  # random-init <backbone>: that backbone, else simclr_fmnist.yaml's
+        other = name.startswith(RANDOM_INIT + " ")
+        overrides = [f"backbone.name={name.removeprefix(RANDOM_INIT + ' ')}"] if other else []
     path = config_path(name)
     config = load_config(path, overrides)
     mean, std = normalization(config)
@@ -129,7 +148,7 @@ def run_one(
         return score(features, data["labels"]) | {"seconds": time.monotonic() - started}
     torch.manual_seed(config.train.seed)
     backbone = build_backbone(config.backbone.name, config.data.channels, config.backbone.small_images)
-    row: dict = {}
+    row: dict = {"backbone": config.backbone.name}
     if not reference:
         method = build_method(config.method.name, backbone, **config.method.params)
         train_x, train_y = data["pretrain"]
@@ -147,7 +166,7 @@ def run_one(
         )
         # Wall time: the epochs of every process that trained it (a resumed method), then scoring.
         started = time.monotonic() - sum(m["seconds"] for m in history)
-        row = {"epochs": args.epochs, "train_size": len(train_x), "final_loss": history[-1]["loss"]}
+        row |= {"epochs": args.epochs, "train_size": len(train_x), "final_loss": history[-1]["loss"]}
         row |= {"config": path.name, "device": str(args.device)}
         row["images_per_s"] = sum(m["images_per_s"] for m in history) / len(history)
 
@@ -164,13 +183,15 @@ def run_one(
 def table(results: dict[str, dict], methods: list[str]) -> str:
     """Markdown rows in % for the methods (by kNN), then the references; from the results file."""
     done = sorted((m for m in methods if m in results), key=lambda m: -results[m]["knn_top1"])
-    header = "| method | kNN | linear | epochs | images | config | wall time |"
-    lines = [header, "|---|--:|--:|--:|--:|---|--:|"]
-    for name in [*done, *[r for r in REFERENCES if r in results]]:
+    header = "| method | kNN | linear | epochs | images | backbone | config | wall time |"
+    lines = [header, "|---|--:|--:|--:|--:|---|---|--:|"]
+    others = sorted(r for r in results if is_reference(r) and r not in REFERENCES)
+    for name in [*done, *[r for r in REFERENCES if r in results], *others]:
         row = results[name]
-        shown = f"*{name}*" if name in REFERENCES else name
+        shown = f"*{name}*" if is_reference(name) else name
         config = f"`{row['config']}`" if "config" in row else "–"
-        budget = [str(row.get("epochs", "–")), str(row.get("train_size", "–")), config]
+        backbone = row.get("backbone", "–")
+        budget = [str(row.get("epochs", "–")), str(row.get("train_size", "–")), backbone, config]
         cells = [f"{100 * row['knn_top1']:.1f}", f"{100 * row['linear_top1']:.1f}", *budget]
         minutes, seconds = divmod(round(row["seconds"]), 60)
         lines.append(f"| {shown} | " + " | ".join(cells) + f" | {minutes}m{seconds:02d}s |")
@@ -196,7 +217,7 @@ def main(args) -> str:
     """Run what ``args.results`` lacks, then write the table (and the README block)."""
     args.results.parent.mkdir(parents=True, exist_ok=True)
     k = args.eval_train_size
-    todo = [] if args.table_only else [*REFERENCES, *args.methods]
+    todo = [] if args.table_only else [*references(args.methods), *args.methods]
     data = load_data(args.limit, k) if todo else {}
     for name in todo:
         if name in load_results(args.results):

@@ -12,16 +12,27 @@ from torch import nn
 
 
 class TinyCNN(nn.Module):
-    """Four conv-BN-ReLU blocks and global average pooling: a fast backbone for tests and
-    28-32 px smoke runs.
+    """Four conv-BN-ReLU blocks and average pooling: a fast backbone for tests and 28-32 px runs.
+
+    With ``grid`` 1 the last feature map (4 x 4 for 28-32 px images) is averaged to one vector
+    (global average pooling). With ``grid`` g it is averaged over a g x g grid of cells, and each
+    channel's g^2 cell averages are kept (``output_dim`` = 4 ``width`` g^2): the features keep
+    the coarse layout, where an object's parts are (``grid`` 4 on a 4 x 4 map: all of it). On
+    centred images such as Fashion-MNIST that is a large gain at the same convolutions' cost:
+    SimCLR kNN / linear-probe top-1 75.3 / 85.0 with ``tiny_cnn``, 79.0 / 86.9 with
+    ``tiny_cnn_grid2``, 80.2 / 87.0 with ``tiny_cnn_grid4`` at a reduced budget (4 epochs x 20k
+    images, one seed; ``configs/simclr_grid_fmnist_long.yaml``).
 
     Args:
         in_channels: channels of the input images.
         width: channels of the first block; doubled twice.
+        grid: cells per side of the final pooling.
     """
 
-    def __init__(self, in_channels: int = 3, width: int = 32) -> None:
+    def __init__(self, in_channels: int = 3, width: int = 32, grid: int = 1) -> None:
         super().__init__()
+        if grid < 1:
+            raise ValueError(f"grid must be >= 1, got {grid}")
         chans = [in_channels, width, 2 * width, 4 * width, 4 * width]
         layers: list[nn.Module] = []
         for i, (c_in, c_out) in enumerate(zip(chans[:-1], chans[1:])):
@@ -32,11 +43,15 @@ class TinyCNN(nn.Module):
                 nn.ReLU(inplace=True),
             ]
         self.features = nn.Sequential(*layers)
-        self.output_dim = chans[-1]
+        self.grid = grid
+        self.output_dim = chans[-1] * grid * grid
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (b, c, h, w) -> (b, output_dim)
-        return self.features(x).mean(dim=(2, 3))
+        # x: (b, c, h, w) -> (b, output_dim); the grid's cells in row-major order
+        maps = self.features(x)  # (b, 4 width, h', w')
+        if self.grid == 1:
+            return maps.mean(dim=(2, 3))
+        return nn.functional.adaptive_avg_pool2d(maps, self.grid).flatten(1)
 
 
 def _resnet(name: str, in_channels: int, small_images: bool) -> nn.Module:
@@ -111,6 +126,8 @@ def _video_resnet(name: str, in_channels: int, small_images: bool) -> nn.Module:
 
 _BACKBONES: dict[str, Callable[[int, bool], nn.Module]] = {
     "tiny_cnn": lambda in_channels, small: TinyCNN(in_channels),
+    "tiny_cnn_grid2": lambda in_channels, small: TinyCNN(in_channels, grid=2),
+    "tiny_cnn_grid4": lambda in_channels, small: TinyCNN(in_channels, grid=4),
     "resnet18": lambda in_channels, small: _resnet("resnet18", in_channels, small),
     "resnet50": lambda in_channels, small: _resnet("resnet50", in_channels, small),
     "tiny_cnn3d": lambda in_channels, small: TinyCNN3D(in_channels),

@@ -44,3 +44,25 @@ def test_memory_format__channels_last_gives_the_contiguous_features(name, shape)
         got = net(x.contiguous(memory_format=fmt))
     assert next(p for p in net.parameters() if p.dim() == x.dim()).is_contiguous(memory_format=fmt)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_tiny_cnn_grid2__concatenates_the_cells_averages_in_row_major_order():
+    torch.manual_seed(0)
+    net = build_backbone("tiny_cnn_grid2", in_channels=1).eval()
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        maps = net.features(x)  # (3, 128, 4, 4): 2 x 2 cells of 2 x 2
+        out = net(x)
+    assert maps.shape[2:] == (4, 4) and out.shape == (3, net.output_dim) == (3, 4 * 128)
+    cells = [maps[:, :, r : r + 2, c : c + 2].mean(dim=(2, 3)) for r in (0, 2) for c in (0, 2)]
+    # adaptive pooling to 2 x 2 then flatten: channel-major, each channel's 4 cells row-major
+    expected = torch.stack(cells, dim=2).flatten(1)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    global_pool = build_backbone("tiny_cnn", in_channels=1)
+    global_pool.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(global_pool.eval()(x), maps.mean(dim=(2, 3)))
+    whole = build_backbone("tiny_cnn_grid4", in_channels=1)
+    whole.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(whole.eval()(x), maps.flatten(1))  # a 4 x 4 grid on a 4 x 4 map

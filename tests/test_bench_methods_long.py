@@ -24,16 +24,42 @@ def test_config_path__prefers_a_long_budget_config_and_falls_back_to_the_fmnist_
 
 def test_table__sorts_methods_by_knn_keeps_references_last_and_names_the_missing():
     row = {"linear_top1": 0.85, "epochs": 20, "train_size": 60000, "seconds": 3725.0}
+    init = {"knn_top1": 0.761, "linear_top1": 0.805, "seconds": 45.0, "backbone": "tiny_cnn"}
     results = {
-        "random-init": {"knn_top1": 0.761, "linear_top1": 0.805, "seconds": 45.0},
-        "moco": row | {"knn_top1": 0.805, "config": "moco_fmnist.yaml"},
-        "simclr": row | {"knn_top1": 0.8204, "config": "simclr_fmnist_long.yaml"},
+        "random-init tiny_cnn_grid4": init | {"knn_top1": 0.79, "backbone": "tiny_cnn_grid4"},
+        "random-init": init,
+        "raw-pixels": {"knn_top1": 0.788, "linear_top1": 0.842, "seconds": 2.0},
+        "moco": row | {"knn_top1": 0.805, "config": "moco_fmnist.yaml", "backbone": "tiny_cnn"},
+        "simclr": row | {"knn_top1": 0.8204, "config": "simclr_fmnist_long.yaml", "backbone": "tiny_cnn"},
     }
     lines = methods_long.table(results, ["moco", "simclr", "byol"]).splitlines()
-    assert [line.split(" | ")[0] for line in lines[2:5]] == ["| simclr", "| moco", "| *random-init*"]
-    assert lines[2] == "| simclr | 82.0 | 85.0 | 20 | 60000 | `simclr_fmnist_long.yaml` | 62m05s |"
-    assert lines[4] == "| *random-init* | 76.1 | 80.5 | – | – | – | 0m45s |"
+    assert [line.split(" | ")[0] for line in lines[2:7]] == [
+        "| simclr",
+        "| moco",
+        "| *raw-pixels*",
+        "| *random-init*",
+        "| *random-init tiny_cnn_grid4*",
+    ]
+    assert lines[2] == "| simclr | 82.0 | 85.0 | 20 | 60000 | tiny_cnn | `simclr_fmnist_long.yaml` | 62m05s |"
+    assert lines[4] == "| *raw-pixels* | 78.8 | 84.2 | – | – | – | – | 0m02s |"
+    assert lines[5] == "| *random-init* | 76.1 | 80.5 | – | – | tiny_cnn | – | 0m45s |"
     assert lines[-1] == "Not run yet: byol."
+
+
+def test_references__a_random_init_row_for_each_backbone_the_methods_use():
+    assert methods_long.references(["simclr", "moco"]) == ["raw-pixels", "random-init"]
+    grid = methods_long.references(["simclr", "simclr_grid"])
+    assert grid == ["raw-pixels", "random-init", "random-init tiny_cnn_grid4"]
+    assert all(methods_long.is_reference(r) for r in grid)
+    assert not methods_long.is_reference("simclr_grid")
+    assert methods_long.config_path("simclr_grid").name == "simclr_grid_fmnist_long.yaml"
+    grid_config, tuned = (load_config(methods_long.config_path(m)) for m in ("simclr_grid", "simclr"))
+    assert grid_config.backbone.name == "tiny_cnn_grid4"  # only the backbone differs
+    assert (grid_config.method, grid_config.train, grid_config.augment) == (
+        tuned.method,
+        tuned.train,
+        tuned.augment,
+    )
 
 
 def test_readme_block__each_results_file_has_its_own_block():
