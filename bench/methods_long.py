@@ -14,8 +14,9 @@ the long budget is compute, not pipeline) on the settings of its ``configs/<meth
 batch size, seed), or of ``configs/<method>_fmnist_long.yaml`` where one is tuned for this
 budget (the row names its config), with ``--epochs`` and ``--limit`` overriding the budget.
 Resumable method by method: each finished method (and each reference row: raw pixels, the
-random-init tiny CNN) is appended to ``--results`` (JSON) at once; a rerun skips what the file
-holds. Within a method, epoch by epoch: its training state after each epoch waits in
+random-init tiny CNN, ``random-init <backbone>`` for a method on another backbone) is
+appended to ``--results`` (JSON) at once; a rerun skips what the file holds. Within a
+method, epoch by epoch: its training state after each epoch waits in
 ``<results>.<method>.partial.pt`` beside the results file until the row is written, and a rerun
 continues from it (a killed run loses one epoch at most, and ends as an unbroken one would).
 The Markdown table is generated from that file, never typed, and written beside it (and into
