@@ -48,18 +48,19 @@ def test_table__sorts_methods_by_knn_keeps_references_last_and_names_the_missing
 
 def test_references__a_random_init_row_for_each_backbone_the_methods_use():
     assert methods_long.references(["simclr", "moco"]) == ["raw-pixels", "random-init"]
-    grid = methods_long.references(["simclr", "simclr_grid"])
+    grid = methods_long.references(["simclr", "simclr_grid", "swav_grid"])
     assert grid == ["raw-pixels", "random-init", "random-init tiny_cnn_grid4"]
     assert all(methods_long.is_reference(r) for r in grid)
-    assert not methods_long.is_reference("simclr_grid")
-    assert methods_long.config_path("simclr_grid").name == "simclr_grid_fmnist_long.yaml"
-    grid_config, tuned = (load_config(methods_long.config_path(m)) for m in ("simclr_grid", "simclr"))
-    assert grid_config.backbone.name == "tiny_cnn_grid4"  # only the backbone differs
-    assert (grid_config.method, grid_config.train, grid_config.augment) == (
-        tuned.method,
-        tuned.train,
-        tuned.augment,
-    )
+    for method in ("simclr", "swav"):
+        assert not methods_long.is_reference(f"{method}_grid")
+        assert methods_long.config_path(f"{method}_grid").name == f"{method}_grid_fmnist_long.yaml"
+        grid_config, tuned = (load_config(methods_long.config_path(m)) for m in (f"{method}_grid", method))
+        assert grid_config.backbone.name == "tiny_cnn_grid4"  # only the backbone differs
+        assert (grid_config.method, grid_config.train, grid_config.augment) == (
+            tuned.method,
+            tuned.train,
+            tuned.augment,
+        )
 
 
 def test_readme_block__each_results_file_has_its_own_block():
