@@ -61,6 +61,14 @@ def test_references__a_random_init_row_for_each_backbone_the_methods_use():
             tuned.train,
             tuned.augment,
         )
+    # swav_grid_mc: swav_grid with six local crops instead of two, nothing else changed
+    assert methods_long.references(["swav_grid_mc"]) == grid
+    more, fewer = (load_config(methods_long.config_path(m)) for m in ("swav_grid_mc", "swav_grid"))
+    assert (more.augment.params["num_local"], fewer.augment.params["num_local"]) == (6, 2)
+    assert {k: v for k, v in more.augment.params.items() if k != "num_local"} == {
+        k: v for k, v in fewer.augment.params.items() if k != "num_local"
+    }
+    assert (more.backbone, more.method, more.train) == (fewer.backbone, fewer.method, fewer.train)
 
 
 def test_readme_block__each_results_file_has_its_own_block():
