@@ -33,11 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGE_METHODS = ("simclr", "moco", "supcon", "byol", "simsiam", "swav", "dino", "vicreg", "barlow_twins")
 #: The long budget runs these too (the quick budget's default list is unchanged).
 #: ``simclr_grid``, ``swav_grid``: SimCLR and SwAV on the grid-pooled tiny CNN; ``swav_grid_mc``:
-#: ``swav_grid`` with six local crops (``configs/<method>_fmnist_long.yaml``).
+#: ``swav_grid`` with six local crops; ``swav_wgrid``: ``swav_grid`` on ``tiny_cnn_grid4_w48``
+#: (``configs/<method>_fmnist_long.yaml``).
 LONG_METHODS = (
     *IMAGE_METHODS,
     *("moco_v3", "nnclr", "instdisc", "triplet"),
-    *("simclr_grid", "swav_grid", "swav_grid_mc"),
+    *("simclr_grid", "swav_grid", "swav_grid_mc", "swav_wgrid"),
 )
 
 

@@ -128,6 +128,7 @@ _BACKBONES: dict[str, Callable[[int, bool], nn.Module]] = {
     "tiny_cnn": lambda in_channels, small: TinyCNN(in_channels),
     "tiny_cnn_grid2": lambda in_channels, small: TinyCNN(in_channels, grid=2),
     "tiny_cnn_grid4": lambda in_channels, small: TinyCNN(in_channels, grid=4),
+    "tiny_cnn_grid4_w48": lambda in_channels, small: TinyCNN(in_channels, width=48, grid=4),
     "resnet18": lambda in_channels, small: _resnet("resnet18", in_channels, small),
     "resnet50": lambda in_channels, small: _resnet("resnet50", in_channels, small),
     "tiny_cnn3d": lambda in_channels, small: TinyCNN3D(in_channels),

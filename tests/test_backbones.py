@@ -66,3 +66,15 @@ def test_tiny_cnn_grid2__concatenates_the_cells_averages_in_row_major_order():
     whole.load_state_dict(net.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(whole.eval()(x), maps.flatten(1))  # a 4 x 4 grid on a 4 x 4 map
+
+
+def test_tiny_cnn_grid4_w48__is_the_grid4_encoder_one_and_a_half_times_as_wide():
+    torch.manual_seed(0)
+    wide, narrow = (build_backbone(n, in_channels=1).eval() for n in ("tiny_cnn_grid4_w48", "tiny_cnn_grid4"))
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        maps, out = wide.features(x), wide(x)
+    assert maps.shape == (2, 192, 4, 4) and wide.output_dim == 3072 == narrow.output_dim * 3 // 2
+    torch.testing.assert_close(out, maps.flatten(1))
+    widths = [m.out_channels for m in wide.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [48, 96, 192, 192] == [c * 3 // 2 for c in (32, 64, 128, 128)]

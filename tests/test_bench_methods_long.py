@@ -69,6 +69,11 @@ def test_references__a_random_init_row_for_each_backbone_the_methods_use():
         k: v for k, v in fewer.augment.params.items() if k != "num_local"
     }
     assert (more.backbone, more.method, more.train) == (fewer.backbone, fewer.method, fewer.train)
+    # swav_wgrid: swav_grid on the wider grid encoder, with its own random-init row
+    wide, narrow = (load_config(methods_long.config_path(m)) for m in ("swav_wgrid", "swav_grid"))
+    assert wide.backbone.name == "tiny_cnn_grid4_w48"
+    assert (wide.method, wide.train, wide.augment) == (narrow.method, narrow.train, narrow.augment)
+    assert methods_long.references(["swav_wgrid"])[-1] == "random-init tiny_cnn_grid4_w48"
 
 
 def test_readme_block__each_results_file_has_its_own_block():
