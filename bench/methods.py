@@ -161,6 +161,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--table-only", action="store_true", help="long: write the table from --results, run nothing"
     )
     parser.add_argument("--device", default="cpu", help="long: where to train, e.g. cuda (default: cpu)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="long: train.seed for every row (another draw: init, views, order; default: the configs')",
+    )
     args = parser.parse_args(argv)
     long = args.budget == "long"
     args.methods = args.methods or list(LONG_METHODS if long else IMAGE_METHODS)

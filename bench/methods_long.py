@@ -7,12 +7,15 @@ training images, scored by kNN (k=200, T=0.1) and a linear probe on the 10k test
     .venv/bin/python bench/methods.py --budget long --table-only --update-readme    # no training
     .venv/bin/python bench/methods.py --budget long --epochs 40 --methods simclr \
         --results bench/results/methods_long_40ep.json --update-readme   # a longer budget, own table
+    .venv/bin/python bench/methods.py --budget long --epochs 40 --methods swav_wgrid --seed 1 \
+        --results bench/results/methods_long_40ep_seed1.json            # another seed, own file
 
 Each method trains single-process with the cl_core trainer (``cl_core.training.pretrain``, no Ray:
 the long budget is compute, not pipeline) on the settings of its ``configs/<method>_fmnist.yaml``
 (method parameters, view recipe, optimiser, lr, weight decay and its schedule, gradient clipping,
 batch size, seed), or of ``configs/<method>_fmnist_long.yaml`` where one is tuned for this
-budget (the row names its config), with ``--epochs`` and ``--limit`` overriding the budget.
+budget (the row names its config), with ``--epochs``, ``--limit`` and ``--seed`` (``train.seed``,
+for the reference rows too; recorded in each row) overriding the budget.
 Resumable method by method: each finished method (and each reference row: raw pixels, the
 random-init tiny CNN, ``random-init <backbone>`` for a method on another backbone) is
 appended to ``--results`` (JSON) at once; a rerun skips what the file holds. Within a
@@ -135,11 +138,13 @@ def run_one(
     ``checkpoint``: the file that holds the training state after each epoch, resumed from when
     it exists (``cl_core.training.pretrain``)."""
     reference = is_reference(name)
-    budget = [f"train.epochs={args.epochs}", f"data.limit={args.limit}"]
+    seed = getattr(args, "seed", None)  # --seed: another draw of init, views and order
+    seeded = [] if seed is None else [f"train.seed={seed}"]
+    budget = [f"train.epochs={args.epochs}", f"data.limit={args.limit}", *seeded]
     overrides = [*budget, *overrides]
     if reference:  # random-init <backbone>: that backbone, else simclr_fmnist.yaml's
         other = name.startswith(RANDOM_INIT + " ")
-        overrides = [f"backbone.name={name.removeprefix(RANDOM_INIT + ' ')}"] if other else []
+        overrides = [*seeded, *([f"backbone.name={name.removeprefix(RANDOM_INIT + ' ')}"] if other else [])]
     path = config_path(name)
     config = load_config(path, overrides)
     mean, std = normalization(config)
@@ -149,7 +154,7 @@ def run_one(
         return score(features, data["labels"]) | {"seconds": time.monotonic() - started}
     torch.manual_seed(config.train.seed)
     backbone = build_backbone(config.backbone.name, config.data.channels, config.backbone.small_images)
-    row: dict = {"backbone": config.backbone.name}
+    row: dict = {"backbone": config.backbone.name, "seed": config.train.seed}
     if not reference:
         method = build_method(config.method.name, backbone, **config.method.params)
         train_x, train_y = data["pretrain"]
@@ -230,10 +235,12 @@ def main(args) -> str:
         save_row(args.results, name, run_one(name, args, data, checkpoint=partial))
         partial.unlink(missing_ok=True)
     text = table(load_results(args.results), args.methods)
+    seed = getattr(args, "seed", None)
+    seeded = "" if seed is None else f"; seed {seed} (train.seed)"
     text += (
         f"\nBudget: {args.epochs} epochs over {args.limit} Fashion-MNIST training images per method "
         f"(the config column's settings otherwise), single process; kNN and linear probe with "
-        f"{k} training images, top-1 on the 10k test images. Generated from `{args.results.name}`.\n"
+        f"{k} training images, top-1 on the 10k test images{seeded}. Generated from `{args.results.name}`.\n"
     )
     args.results.with_suffix(".md").write_text(text)
     print("\n" + text, flush=True)

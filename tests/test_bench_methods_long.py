@@ -138,3 +138,18 @@ def test_main__a_killed_method_resumes_from_its_last_epoch_and_its_checkpoint_go
     row = methods_long.load_results(results)["simclr"]
     assert row["epochs"] == 2 and row["train_size"] == 512 and not partial.exists()
     assert 0.1 < row["knn_top1"] <= 1.0 and "| simclr |" in results.with_suffix(".md").read_text()
+
+
+def test_run_one__seed_is_another_draw_that_reproduces_and_is_recorded():
+    data = methods_long.load_data(limit=256, eval_train_size=300)
+    data["images"] = (data["images"][0], data["images"][1][:200])  # 200 of the 10k test images
+    data["labels"] = (data["labels"][0], data["labels"][1][:200])
+
+    def run(seed):
+        args = argparse.Namespace(epochs=1, limit=256, device="cpu", seed=seed)  # bench/methods.py --seed
+        return methods_long.run_one("simclr", args, data)
+
+    default, one, again = run(None), run(1), run(1)
+    assert (default["seed"], one["seed"]) == (0, 1)  # the config's train.seed, then --seed's
+    assert one["final_loss"] == again["final_loss"] and one["knn_top1"] == again["knn_top1"]
+    assert one["final_loss"] != default["final_loss"]
