@@ -1,6 +1,6 @@
-"""bench/methods_long.py without training: which config a method runs, and the table generated
-from the results file (rows by kNN, references last, what is not run yet named); bench/tune_long.py's
-table and its config check."""
+"""bench/methods_long.py: which config a method runs, and the table generated from the results
+file (rows by kNN, references last, what is not run yet named), without training; resuming a killed
+method and ``--seed`` on tiny budgets; bench/tune_long.py's table and its config check."""
 
 import argparse
 
