@@ -130,6 +130,13 @@ def config_path(name: str) -> Path:
     return tuned if tuned.exists() else ROOT / "configs" / f"{name}_fmnist.yaml"
 
 
+def seed_overrides(args) -> list[str]:
+    """``train.seed=N`` for ``--seed N`` (another draw of init, views and order), else none
+    (bench/tune_long.py's arguments have no ``--seed``)."""
+    seed = getattr(args, "seed", None)
+    return [] if seed is None else [f"train.seed={seed}"]
+
+
 def run_one(
     name: str, args, data: dict, overrides: tuple[str, ...] = (), checkpoint: Path | None = None
 ) -> dict:
@@ -138,8 +145,7 @@ def run_one(
     ``checkpoint``: the file that holds the training state after each epoch, resumed from when
     it exists (``cl_core.training.pretrain``)."""
     reference = is_reference(name)
-    seed = getattr(args, "seed", None)  # --seed: another draw of init, views and order
-    seeded = [] if seed is None else [f"train.seed={seed}"]
+    seeded = seed_overrides(args)
     budget = [f"train.epochs={args.epochs}", f"data.limit={args.limit}", *seeded]
     overrides = [*budget, *overrides]
     if reference:  # random-init <backbone>: that backbone, else simclr_fmnist.yaml's
@@ -235,8 +241,7 @@ def main(args) -> str:
         save_row(args.results, name, run_one(name, args, data, checkpoint=partial))
         partial.unlink(missing_ok=True)
     text = table(load_results(args.results), args.methods)
-    seed = getattr(args, "seed", None)
-    seeded = "" if seed is None else f"; seed {seed} (train.seed)"
+    seeded = "".join(f"; seed {o.removeprefix('train.seed=')} (train.seed)" for o in seed_overrides(args))
     text += (
         f"\nBudget: {args.epochs} epochs over {args.limit} Fashion-MNIST training images per method "
         f"(the config column's settings otherwise), single process; kNN and linear probe with "
